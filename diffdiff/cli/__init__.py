@@ -1,0 +1,1 @@
+"""The `diffdiff` command line: one module per verb, each exposing `register(subparsers)`."""
