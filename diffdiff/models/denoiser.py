@@ -47,6 +47,7 @@ class ParametrisedNetwork:
         self.model_sampling = model_sampling
         self.added_cond = added_cond
 
+    @torch.no_grad()
     def __call__(self, x, sigma, encoder_hidden_states=None, added_cond_kwargs=None, **unused):
         if encoder_hidden_states is None:
             raise ValueError("ParametrisedNetwork needs encoder_hidden_states (the prompt conditioning)")

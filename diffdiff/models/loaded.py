@@ -1,0 +1,88 @@
+"""`LoadedModel`: one loaded SD-family model: prompt encoding, the model end of the denoiser chain, VAE."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+
+from .conditioning import Conditioning, encode_sd, encode_sdxl
+from .denoiser import CFGDenoiser, ParametrisedNetwork
+from .families import base_family
+
+
+def _model_sampling(family: str):
+    try:
+        from ..sampling import model_sampling
+    except ImportError:  # the package may not re-export it yet
+        from ..sampling.parametrisation import model_sampling
+    return model_sampling(family)
+
+
+def file_short_hash(path: Path, chunk: int = 1 << 20) -> str:
+    """A1111's short model hash: the first 10 hex digits of the file's sha256."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()[:10]
+
+
+class LoadedModel:
+    """A loaded model. Attributes as in docs/architecture.md; `unet`, `text_encoders`, `tokenizers` too."""
+
+    def __init__(self, *, family, unet, vae, text_encoders, tokenizers, device, dtype, name, hash_file=None):
+        self.family = family
+        self.unet = unet.to(device)
+        self.vae = vae.to(device)
+        self.text_encoders = [encoder.to(device) for encoder in text_encoders]
+        self.tokenizers = list(tokenizers)
+        self.device = device
+        self.dtype = dtype
+        self.name = name
+        self.model_sampling = _model_sampling(family)
+        self.latent_channels = int(unet.config.in_channels)
+        self.vae_scale = 2 ** (len(vae.config.block_out_channels) - 1)
+        self.scaling_factor = float(vae.config.scaling_factor)
+        self.shift_factor = float(getattr(vae.config, "shift_factor", None) or 0.0)
+        self._hash_file = Path(hash_file) if hash_file is not None else None
+        self._short_hash = None
+
+    def __repr__(self) -> str:
+        return f"LoadedModel({self.name!r}, family={self.family!r}, device={self.device}, dtype={self.dtype})"
+
+    @property
+    def short_hash(self) -> str | None:
+        """First 10 hex digits of the checkpoint's sha256 (computed once, on first use); None if no file."""
+        if self._short_hash is None and self._hash_file is not None:
+            self._short_hash = file_short_hash(self._hash_file)
+        return self._short_hash
+
+    def encode_prompt(self, prompt: str, negative: str = "", width: int = 1024, height: int = 1024,
+                      batch: int = 1) -> Conditioning:
+        """Conditioning for `prompt` / `negative`; `width` / `height` (pixels) feed SDXL's time_ids."""
+        if base_family(self.family) == "sdxl":
+            return encode_sdxl(self.tokenizers, self.text_encoders, prompt, negative,
+                               width=width, height=height, batch=batch)
+        return encode_sd(self.tokenizers[0], self.text_encoders[0], prompt, negative, batch=batch)
+
+    def denoiser(self, conditioning: Conditioning, cfg: float) -> CFGDenoiser:
+        """`denoiser(x, sigma, **kw) -> x0`: CFG over the parametrised UNet (uncond skipped at cfg 1)."""
+        network = ParametrisedNetwork(self.unet, self.model_sampling)
+        uncond = conditioning.network_kwargs(negative=True) if cfg != 1.0 else None
+        return CFGDenoiser(network, conditioning.network_kwargs(), uncond, cfg)
+
+    @torch.no_grad()
+    def vae_encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Images (B, 3, H, W) in [-1, 1] → model-space latents: (mean − shift)·scaling_factor, float32."""
+        vae_dtype = next(self.vae.parameters()).dtype
+        posterior = self.vae.encode(images.to(self.device, vae_dtype)).latent_dist
+        return ((posterior.mean - self.shift_factor) * self.scaling_factor).float()
+
+    @torch.no_grad()
+    def vae_decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Model-space latents → images (B, 3, H, W) in [-1, 1] (clamped), float32."""
+        vae_dtype = next(self.vae.parameters()).dtype
+        scaled = latents.to(self.device, vae_dtype) / self.scaling_factor + self.shift_factor
+        return self.vae.decode(scaled).sample.float().clamp(-1.0, 1.0)

@@ -1,0 +1,95 @@
+"""`load_model(source, ...)`: a single checkpoint file, a diffusers folder or a cached hub id → LoadedModel.
+
+Everything is offline: single files use configs from their header or shipped in the package, folders use
+`from_pretrained(local_files_only=True)`, hub ids are looked up in the huggingface_hub cache only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..errors import DiffdiffError
+from .device import resolve_device, resolve_dtype, vae_dtype
+from .families import TEXT_COMPONENTS, check_prediction, family_of_folder, resolve_family
+from .folder import load_folder_modules
+from .hub import cached_snapshot, looks_like_hub_id
+from .loaded import LoadedModel
+from .single_file import (
+    ConfigFolder,
+    build_text_encoder,
+    build_unet,
+    build_vae,
+    normalise_keys,
+    read_checkpoint,
+)
+
+
+def load_model(source, *, family=None, prediction=None, vae=None, device="auto", dtype=None,
+               allow_pickle=False) -> LoadedModel:
+    """Load an SD1.x / SD2.x (eps or v) / SDXL model from a file, a diffusers folder or a cached hub id.
+
+    `family` / `prediction` ("eps" | "v") override detection; `vae` is an optional separate VAE file
+    (.safetensors, ldm or diffusers layout); `device` "auto|cpu|cuda|mps"; `dtype` fp16|bf16|fp32 (default
+    fp16 on GPUs, fp32 on CPU; an fp16 model keeps its VAE in fp32).
+    """
+    check_prediction(prediction)
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(torch_device, dtype)
+    source_text = str(source)
+    path = Path(source_text).expanduser()
+    if path.is_dir():
+        return _load_folder(path, path.name, family, prediction, vae, torch_device, torch_dtype, allow_pickle)
+    if path.exists() or not looks_like_hub_id(source_text):
+        return _load_file(path, family, prediction, vae, torch_device, torch_dtype, allow_pickle)
+    folder = cached_snapshot(source_text)
+    return _load_folder(folder, source_text, family, prediction, vae, torch_device, torch_dtype, allow_pickle)
+
+
+def _load_file(path, family, prediction, vae, device, dtype, allow_pickle) -> LoadedModel:
+    state_dict, metadata = read_checkpoint(path, allow_pickle=allow_pickle)
+    state_dict = normalise_keys(state_dict)
+    family = resolve_family(state_dict.keys(), state_dict.__getitem__, family=family, prediction=prediction)
+    with ConfigFolder(metadata, family) as configs:
+        unet = build_unet(state_dict, configs, dtype)
+        text_encoders = [
+            build_text_encoder(state_dict, configs, family, component, dtype)
+            for component in TEXT_COMPONENTS[family]
+        ]
+        vae_model = _load_vae(vae, configs, allow_pickle) if vae else None
+        if vae_model is None:
+            vae_model = build_vae(state_dict, configs, torch.float32)
+    del state_dict
+    from .tokenizer import FAMILY_TOKENIZERS, load_tokenizer
+
+    tokenizers = [load_tokenizer(kind) for kind in FAMILY_TOKENIZERS[family]]
+    return LoadedModel(
+        family=family, unet=unet, vae=vae_model.to(vae_dtype(dtype)), text_encoders=text_encoders,
+        tokenizers=tokenizers, device=device, dtype=dtype, name=Path(path).stem, hash_file=path,
+    )
+
+
+def _load_vae(vae_path, config_folder: Path, allow_pickle: bool):
+    vae_path = Path(vae_path).expanduser()
+    state_dict, _ = read_checkpoint(vae_path, allow_pickle=allow_pickle)
+    return build_vae(state_dict, config_folder, torch.float32)
+
+
+def _hash_file_of_folder(folder: Path) -> Path | None:
+    """The UNet weights file stands for a diffusers folder in `short_hash`."""
+    files = sorted((folder / "unet").glob("*.safetensors")) or sorted((folder / "unet").glob("*.bin"))
+    return files[0] if files else None
+
+
+def _load_folder(folder, name, family, prediction, vae, device, dtype, allow_pickle) -> LoadedModel:
+    if not (folder / "model_index.json").is_file():
+        raise DiffdiffError(f"{folder} is not a diffusers folder (no model_index.json)")
+    family = family_of_folder(folder, family=family, prediction=prediction)
+    modules = load_folder_modules(folder, family, dtype, torch.float32, allow_pickle)
+    vae_model = _load_vae(vae, folder, allow_pickle) if vae else modules["vae"]
+    return LoadedModel(
+        family=family, unet=modules["unet"], vae=vae_model.to(vae_dtype(dtype)),
+        text_encoders=modules["text_encoders"], tokenizers=modules["tokenizers"], device=device,
+        dtype=dtype, name=name, hash_file=_hash_file_of_folder(folder),
+    )

@@ -1,0 +1,208 @@
+"""Read one A1111/ComfyUI-layout checkpoint file and build the diffusers modules from it, offline.
+
+The file is read once (safetensors; pickled formats only on opt-in, with `torch.load(weights_only=True)`).
+Component configs come from the header metadata `diffdiff.configs` (JSON {component: config}) when
+present, else from the family's shipped folder `diffdiff/models/configs/<family>/`. Weights are converted
+with diffusers' ldm → diffusers converters (`diffusers.loaders.single_file_utils`) and loaded strictly,
+so a checkpoint that lacks weights of a component is reported instead of silently left random.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import torch
+
+from ..errors import DiffdiffError
+from .families import base_family
+
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".bin", ".pth")
+SHIPPED_CONFIGS = Path(__file__).resolve().parent / "configs"
+CONFIGS_METADATA_KEY = "diffdiff.configs"
+FAMILY_METADATA_KEY = "diffdiff.family"
+SD1_CLIP_PREFIX = "cond_stage_model.transformer."
+OPEN_CLIP_PREFIXES = {"sd2": "cond_stage_model.model.", "sdxl": "conditioner.embedders.1.model."}
+SD2_SGM_PREFIX = "conditioner.embedders.0.model."
+
+
+def read_checkpoint(path: Path, *, allow_pickle: bool = False) -> tuple[dict, dict]:
+    """(state dict, header metadata) of a checkpoint; DiffdiffError for missing, corrupt or pickled files."""
+    path = Path(path)
+    if not path.is_file():
+        raise DiffdiffError(f"checkpoint not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix in PICKLE_SUFFIXES:
+        return _read_pickled(path, allow_pickle), {}
+    if suffix != ".safetensors":
+        raise DiffdiffError(
+            f"unsupported checkpoint type {suffix or '(none)'!r} for {path.name}; use .safetensors"
+            f" (or {', '.join(PICKLE_SUFFIXES)} with allow_pickle)"
+        )
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            metadata = dict(handle.metadata() or {})
+            state_dict = {key: handle.get_tensor(key) for key in handle.keys()}
+    except Exception as error:  # safetensors raises its own error types and OSError for bad files
+        reason = " ".join(str(error).split()) or type(error).__name__
+        raise DiffdiffError(f"cannot read {path.name} (corrupt or truncated?): {reason}") from None
+    return state_dict, metadata
+
+
+def _read_pickled(path: Path, allow_pickle: bool) -> dict:
+    if not allow_pickle:
+        raise DiffdiffError(
+            f"{path.name} is a pickled checkpoint, which can run code when loaded; convert it to .safetensors"
+            " or pass allow_pickle=True (--allow-pickle) if you trust its source"
+        )
+    try:
+        loaded = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as error:
+        reason = " ".join(str(error).split())[:200]
+        raise DiffdiffError(f"cannot load pickled checkpoint {path.name}: {reason}") from None
+    if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
+        loaded = loaded["state_dict"]
+    if not isinstance(loaded, dict):
+        raise DiffdiffError(f"{path.name} does not hold a state dict")
+    return {key: value for key, value in loaded.items() if isinstance(value, torch.Tensor)}
+
+
+def normalise_keys(state_dict: dict) -> dict:
+    """Older layouts → the ones diffusers' converters expect (SD1 CLIP without `text_model.`, SD2 in sgm)."""
+    keys = list(state_dict)
+    if any(k.startswith(SD1_CLIP_PREFIX) and not k.startswith(SD1_CLIP_PREFIX + "text_model.") for k in keys):
+        state_dict = {
+            (SD1_CLIP_PREFIX + "text_model." + k[len(SD1_CLIP_PREFIX):])
+            if k.startswith(SD1_CLIP_PREFIX) and not k.startswith(SD1_CLIP_PREFIX + "text_model.") else k: v
+            for k, v in state_dict.items()
+        }
+    if not any(k.startswith("conditioner.embedders.1.") for k in keys) and any(
+        k.startswith(SD2_SGM_PREFIX) for k in keys
+    ):
+        state_dict = {
+            (OPEN_CLIP_PREFIXES["sd2"] + k[len(SD2_SGM_PREFIX):]) if k.startswith(SD2_SGM_PREFIX) else k: v
+            for k, v in state_dict.items()
+        }
+    return state_dict
+
+
+def configs_from_metadata(metadata: dict) -> dict | None:
+    """{component: config dict} from the `diffdiff.configs` header entry, or None."""
+    text = metadata.get(CONFIGS_METADATA_KEY)
+    if not text:
+        return None
+    try:
+        configs = json.loads(text)
+    except ValueError:
+        raise DiffdiffError(f"checkpoint metadata {CONFIGS_METADATA_KEY!r} is not valid JSON") from None
+    if not isinstance(configs, dict):
+        raise DiffdiffError(f"checkpoint metadata {CONFIGS_METADATA_KEY!r} must be a JSON object")
+    return configs
+
+
+def write_config_folder(configs: dict, folder: Path) -> Path:
+    """Lay out {component: config} as a diffusers repo (`<component>/config.json`) in `folder`."""
+    for component, config in configs.items():
+        name = "scheduler_config.json" if component == "scheduler" else "config.json"
+        target = Path(folder) / component
+        target.mkdir(parents=True, exist_ok=True)
+        (target / name).write_text(json.dumps(config, indent=2))
+    return Path(folder)
+
+
+def shipped_config_folder(family: str) -> Path:
+    folder = SHIPPED_CONFIGS / family
+    if not (folder / "unet" / "config.json").is_file():
+        raise DiffdiffError(f"no shipped configs for family {family!r} (looked in {folder})")
+    return folder
+
+
+class ConfigFolder:
+    """Context manager: the config folder for a checkpoint (temp folder from metadata, or the shipped one)."""
+
+    def __init__(self, metadata: dict, family: str):
+        self.configs = configs_from_metadata(metadata)
+        self.family = family
+        self._temp = None
+
+    def __enter__(self) -> Path:
+        if self.configs is None:
+            return shipped_config_folder(self.family)
+        self._temp = tempfile.TemporaryDirectory(prefix="diffdiff-configs-")
+        return write_config_folder(self.configs, Path(self._temp.name))
+
+    def __exit__(self, *exc):
+        if self._temp is not None:
+            self._temp.cleanup()
+
+
+def _load_strict(model, weights: dict, component: str) -> None:
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in weights and not k.endswith("position_ids")]
+    if missing:
+        raise DiffdiffError(
+            f"checkpoint lacks {len(missing)} {component} weights (e.g. {missing[0]}); wrong family?"
+        )
+    mismatched = [k for k in expected if k in weights and weights[k].shape != expected[k].shape]
+    if mismatched:
+        key = mismatched[0]
+        raise DiffdiffError(
+            f"{component} weight {key} has shape {tuple(weights[key].shape)}, config expects"
+            f" {tuple(expected[key].shape)}; wrong family or config"
+        )
+    model.load_state_dict({k: v for k, v in weights.items() if k in expected}, strict=False)
+
+
+def build_unet(state_dict: dict, config_folder: Path, dtype: torch.dtype):
+    from diffusers import UNet2DConditionModel
+    from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint
+
+    config = UNet2DConditionModel.load_config(str(config_folder), subfolder="unet", local_files_only=True)
+    unet = UNet2DConditionModel.from_config(config)
+    _load_strict(unet, convert_ldm_unet_checkpoint(state_dict, config), "unet")
+    return unet.to(dtype).eval()
+
+
+def build_vae(state_dict: dict, config_folder: Path, dtype: torch.dtype):
+    """The VAE from ldm-layout keys (`first_stage_model.*`, `vae.*` or bare) or diffusers-layout keys."""
+    from diffusers import AutoencoderKL
+    from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
+
+    config = AutoencoderKL.load_config(str(config_folder), subfolder="vae", local_files_only=True)
+    vae = AutoencoderKL.from_config(config)
+    if any(k.startswith("encoder.down_blocks.") for k in state_dict):
+        weights = state_dict  # already diffusers layout
+    else:
+        weights = convert_ldm_vae_checkpoint(state_dict, config)
+    _load_strict(vae, weights, "vae")
+    return vae.to(dtype).eval()
+
+
+def _strip_wrapper(model, weights: dict) -> dict:
+    """transformers ≥ 5.6 flattened CLIPTextModel (no `text_model.` prefix); follow the model's own keys."""
+    if hasattr(model, "text_model"):
+        return weights
+    return {k.removeprefix("text_model."): v for k, v in weights.items()}
+
+
+def build_text_encoder(state_dict: dict, config_folder: Path, family: str, component: str, dtype):
+    """CLIP-L (SD1, SDXL encoder 1), OpenCLIP-H (SD2) or OpenCLIP-bigG with projection (SDXL encoder 2)."""
+    from diffusers.loaders.single_file_utils import convert_ldm_clip_checkpoint, convert_open_clip_checkpoint
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    family = base_family(family)
+    with_projection = family == "sdxl" and component == "text_encoder_2"
+    config = CLIPTextConfig.from_pretrained(str(config_folder), subfolder=component, local_files_only=True)
+    model_class = CLIPTextModelWithProjection if with_projection else CLIPTextModel
+    model = model_class(config)
+    if family == "sd2" or with_projection:
+        weights = convert_open_clip_checkpoint(model, state_dict, prefix=OPEN_CLIP_PREFIXES[family])
+        if not with_projection:
+            weights.pop("text_projection.weight", None)
+    else:
+        weights = convert_ldm_clip_checkpoint(state_dict)
+    _load_strict(model, _strip_wrapper(model, weights), component)
+    return model.to(dtype).eval()
