@@ -1,0 +1,259 @@
+"""load_model: family detection, folders, single files, hub cache, pickles, corrupt files, devices."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from diffdiff.errors import DiffdiffError
+from diffdiff.models import LoadedModel, load_model
+from diffdiff.models.device import resolve_device, resolve_dtype, vae_dtype
+from diffdiff.models.families import detect_base_family, detect_v_prediction, resolve_family
+
+# --- tiny diffusers folders built here with the real classes ---------------------------------------
+
+WIDTHS = {"sd1": (32,), "sd2": (32,), "sd2-v": (32,), "sdxl": (16, 32)}
+
+
+def _clip_config(width, act, projection=None):
+    from transformers import CLIPTextConfig
+
+    extra = {"projection_dim": projection} if projection else {}
+    return CLIPTextConfig(vocab_size=49408, hidden_size=width, intermediate_size=2 * width,
+                          num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=77,
+                          hidden_act=act, **extra)
+
+
+def build_tiny_folder(folder: Path, family: str) -> Path:
+    """A deterministic tiny diffusers folder of `family` (random weights, real classes)."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    from diffdiff.models.tokenizer import FAMILY_TOKENIZERS, write_tokenizer_files
+
+    torch.manual_seed(0)
+    xl = family == "sdxl"
+    context = sum(WIDTHS[family])
+    unet_extra = {}
+    if xl:
+        unet_extra = dict(addition_embed_type="text_time", addition_time_embed_dim=8,
+                          projection_class_embeddings_input_dim=6 * 8 + 16)
+    UNet2DConditionModel(
+        sample_size=8, block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=context, attention_head_dim=4, **unet_extra,
+    ).save_pretrained(folder / "unet")
+    AutoencoderKL(
+        block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=8, sample_size=32,
+        scaling_factor=0.13025 if xl else 0.18215,
+    ).save_pretrained(folder / "vae")
+    act = "quick_gelu" if family == "sd1" else "gelu"
+    if xl:
+        CLIPTextModel(_clip_config(16, "quick_gelu")).save_pretrained(folder / "text_encoder")
+        encoder_2 = CLIPTextModelWithProjection(_clip_config(32, "gelu", projection=16))
+        encoder_2.save_pretrained(folder / "text_encoder_2")
+    else:
+        CLIPTextModel(_clip_config(32, act)).save_pretrained(folder / "text_encoder")
+    for index, kind in enumerate(FAMILY_TOKENIZERS[family]):
+        write_tokenizer_files(folder / ("tokenizer" if index == 0 else "tokenizer_2"), kind)
+    prediction = "v_prediction" if family == "sd2-v" else "epsilon"
+    (folder / "scheduler").mkdir()
+    (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(
+        {"_class_name": "EulerDiscreteScheduler", "prediction_type": prediction}))
+    pipeline = "StableDiffusionXLPipeline" if xl else "StableDiffusionPipeline"
+    index = {"_class_name": pipeline, "unet": ["diffusers", "UNet2DConditionModel"]}
+    if xl:
+        index["text_encoder_2"] = ["transformers", "CLIPTextModelWithProjection"]
+    (folder / "model_index.json").write_text(json.dumps(index))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny-folders")
+    return {family: build_tiny_folder(root / family, family) for family in ("sd1", "sd2-v", "sdxl")}
+
+
+def _state(module):
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
+def _assert_same_weights(loaded, folder, component, model_class):
+    original = model_class.from_pretrained(str(folder), subfolder=component)
+    expected = original.state_dict()
+    assert set(loaded.state_dict()) == set(expected)
+    for key, value in loaded.state_dict().items():
+        assert torch.equal(value.float(), expected[key].float()), key
+
+
+# --- family detection ------------------------------------------------------------------------------
+
+SD1_KEYS = ["model.diffusion_model.input_blocks.0.0.weight",
+            "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight",
+            "first_stage_model.encoder.conv_in.weight"]
+SD2_KEYS = ["model.diffusion_model.input_blocks.0.0.weight", "cond_stage_model.model.token_embedding.weight"]
+SDXL_KEYS = ["model.diffusion_model.label_emb.0.0.weight",
+             "conditioner.embedders.0.transformer.text_model.embeddings.token_embedding.weight",
+             "conditioner.embedders.1.model.token_embedding.weight"]
+
+
+def _no_tensor(key):
+    raise AssertionError(f"unexpected tensor read {key}")
+
+
+def test_detects_base_families_from_keys():
+    assert detect_base_family(SD1_KEYS) == "sd1"
+    assert detect_base_family(SD2_KEYS) == "sd2"
+    assert detect_base_family(SDXL_KEYS) == "sdxl"
+
+
+def test_unknown_layout_lists_what_was_expected():
+    with pytest.raises(DiffdiffError) as error:
+        detect_base_family(["model.diffusion_model.x", "text_encoders.t5xxl.weight"])
+    message = str(error.value)
+    assert "\n" not in message
+    for expected in ("cond_stage_model.transformer.", "cond_stage_model.model.", "conditioner.embedders.1."):
+        assert expected in message
+
+
+def test_v_prediction_from_marker_override_and_heuristic():
+    assert resolve_family(SD2_KEYS + ["v_pred"], _no_tensor) == "sd2-v"
+    assert resolve_family(SD2_KEYS, _no_tensor) == "sd2"  # no heuristic key: eps
+    assert resolve_family(SD2_KEYS + ["v_pred"], _no_tensor, prediction="eps") == "sd2"
+    assert resolve_family(SD2_KEYS, _no_tensor, prediction="v") == "sd2-v"
+    key = "model.diffusion_model.output_blocks.11.1.transformer_blocks.0.norm1.bias"
+    wide = torch.tensor([0.2, -0.2] * 8)  # population std 0.2 > 0.09
+    narrow = torch.tensor([0.05, -0.05] * 8)  # 0.05 < 0.09
+    conv_in = SD2_KEYS[0]
+    four, nine = torch.zeros(320, 4, 3, 3), torch.zeros(320, 9, 3, 3)
+    assert detect_v_prediction(SD2_KEYS + [key], {key: wide, conv_in: four}.__getitem__)
+    assert not detect_v_prediction(SD2_KEYS + [key], {key: narrow, conv_in: four}.__getitem__)
+    assert not detect_v_prediction(SD2_KEYS + [key], {key: wide, conv_in: nine}.__getitem__)  # inpainting
+    with pytest.raises(DiffdiffError, match="only sd2"):
+        resolve_family(SD1_KEYS, _no_tensor, prediction="v")
+
+
+# --- devices ---------------------------------------------------------------------------------------
+
+def test_device_and_dtype_choice():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_dtype(torch.device("cpu")) == torch.float32
+    assert resolve_dtype(torch.device("cuda")) == torch.float16
+    assert resolve_dtype(torch.device("cpu"), "bf16") == torch.bfloat16
+    assert vae_dtype(torch.float16) == torch.float32
+    with pytest.raises(DiffdiffError, match="auto, cpu, cuda, mps"):
+        resolve_device("tpu")
+    with pytest.raises(DiffdiffError, match="fp16, bf16, fp32"):
+        resolve_dtype(torch.device("cpu"), "int8")
+    if not torch.cuda.is_available():
+        with pytest.raises(DiffdiffError, match="no CUDA"):
+            resolve_device("cuda")
+
+
+# --- folders ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("family", ["sd1", "sd2-v", "sdxl"])
+def test_load_folder_recognises_family_and_keeps_weights(tiny_folders, family):
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    folder = tiny_folders[family]
+    model = load_model(folder, device="cpu")
+    assert isinstance(model, LoadedModel)
+    assert model.family == family
+    assert model.model_sampling.prediction == ("v" if family == "sd2-v" else "eps")
+    assert model.dtype == torch.float32 and model.device.type == "cpu"
+    assert model.latent_channels == 4 and model.vae_scale == 2
+    assert model.scaling_factor == pytest.approx(0.13025 if family == "sdxl" else 0.18215)
+    _assert_same_weights(model.unet, folder, "unet", UNet2DConditionModel)
+    _assert_same_weights(model.vae, folder, "vae", AutoencoderKL)
+    _assert_same_weights(model.text_encoders[0], folder, "text_encoder", CLIPTextModel)
+    assert len(model.text_encoders) == (2 if family == "sdxl" else 1)
+    assert len(model.short_hash) == 10
+
+
+def test_folder_prediction_override(tiny_folders):
+    assert load_model(tiny_folders["sd2-v"], prediction="eps", device="cpu").family == "sd2"
+
+
+def test_vae_round_trip_shapes_and_range(tiny_folders):
+    model = load_model(tiny_folders["sd1"], device="cpu")
+    images = torch.rand(1, 3, 16, 16) * 2 - 1
+    latents = model.vae_encode(images)
+    assert latents.shape == (1, 4, 8, 8) and latents.dtype == torch.float32
+    mean = model.vae.encode(images).latent_dist.mean
+    torch.testing.assert_close(latents, mean * 0.18215)
+    decoded = model.vae_decode(latents)
+    assert decoded.shape == (1, 3, 16, 16)
+    assert decoded.min() >= -1 and decoded.max() <= 1
+
+
+# --- files that must be refused --------------------------------------------------------------------
+
+@pytest.mark.parametrize("suffix", [".ckpt", ".pt", ".bin", ".pth"])
+def test_pickled_checkpoint_refused_without_opt_in(tmp_path, suffix):
+    path = tmp_path / f"model{suffix}"
+    torch.save({"state_dict": {"a": torch.zeros(1)}}, path)
+    with pytest.raises(DiffdiffError, match="allow_pickle") as error:
+        load_model(path, device="cpu")
+    assert "\n" not in str(error.value)
+
+
+def test_pickled_checkpoint_with_opt_in_reaches_family_detection(tmp_path):
+    path = tmp_path / "model.ckpt"
+    torch.save({"state_dict": {"something.else": torch.zeros(1)}}, path)
+    with pytest.raises(DiffdiffError, match="unrecognised checkpoint layout"):
+        load_model(path, device="cpu", allow_pickle=True)
+
+
+def test_corrupt_safetensors_is_one_line_error(tmp_path):
+    from safetensors.torch import save_file
+
+    good = tmp_path / "good.safetensors"
+    save_file({"w": torch.zeros(64, 64)}, str(good))
+    truncated = tmp_path / "bad.safetensors"
+    truncated.write_bytes(good.read_bytes()[:200])
+    with pytest.raises(DiffdiffError) as error:
+        load_model(truncated, device="cpu")
+    assert "bad.safetensors" in str(error.value) and "\n" not in str(error.value)
+    garbage = tmp_path / "junk.safetensors"
+    garbage.write_bytes(b"\xff" * 50)
+    with pytest.raises(DiffdiffError, match="junk.safetensors"):
+        load_model(garbage, device="cpu")
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(DiffdiffError, match="not found"):
+        load_model(tmp_path / "nope.safetensors", device="cpu")
+
+
+def test_hub_id_not_cached_says_how_to_fetch(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    with pytest.raises(DiffdiffError, match="huggingface-cli download someone/not-cached"):
+        load_model("someone/not-cached", device="cpu")
+
+
+def test_hub_id_cached_loads_from_cache(tmp_path, monkeypatch, tiny_folders):
+    """A snapshot laid out as huggingface_hub caches it loads without any network access."""
+    import shutil
+
+    cache = tmp_path / "hub"
+    repo = cache / "models--someone--tiny-sd1"
+    revision = "0" * 40
+    shutil.copytree(tiny_folders["sd1"], repo / "snapshots" / revision)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    model = load_model("someone/tiny-sd1", device="cpu")
+    assert model.family == "sd1" and model.name == "someone/tiny-sd1"
