@@ -257,3 +257,58 @@ def test_hub_id_cached_loads_from_cache(tmp_path, monkeypatch, tiny_folders):
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     model = load_model("someone/tiny-sd1", device="cpu")
     assert model.family == "sd1" and model.name == "someone/tiny-sd1"
+
+
+# --- single-file text encoders (ldm keys written here from the OpenCLIP / CLIP layouts) -------------------
+
+def _open_clip_layout(model, prefix):
+    """OpenCLIP's key layout for a transformers CLIP text model (q, k, v packed in in_proj)."""
+    weights = {k.removeprefix("text_model."): v for k, v in model.state_dict().items()}
+    out = {prefix + "token_embedding.weight": weights["embeddings.token_embedding.weight"],
+           prefix + "positional_embedding": weights["embeddings.position_embedding.weight"],
+           prefix + "ln_final.weight": weights["final_layer_norm.weight"],
+           prefix + "ln_final.bias": weights["final_layer_norm.bias"]}
+    if "text_projection.weight" in weights:
+        out[prefix + "text_projection"] = weights["text_projection.weight"].T.contiguous()
+    else:
+        width = weights["final_layer_norm.weight"].shape[0]
+        out[prefix + "text_projection"] = torch.zeros(width, width)
+    for i in range(model.config.num_hidden_layers):
+        src, dst = f"encoder.layers.{i}.", f"{prefix}transformer.resblocks.{i}."
+        for kind in ("weight", "bias"):
+            out[dst + f"attn.in_proj_{kind}"] = torch.cat(
+                [weights[src + f"self_attn.{p}_proj.{kind}"] for p in ("q", "k", "v")])
+            out[dst + f"attn.out_proj.{kind}"] = weights[src + f"self_attn.out_proj.{kind}"]
+            out[dst + f"ln_1.{kind}"] = weights[src + f"layer_norm1.{kind}"]
+            out[dst + f"ln_2.{kind}"] = weights[src + f"layer_norm2.{kind}"]
+            out[dst + f"mlp.c_fc.{kind}"] = weights[src + f"mlp.fc1.{kind}"]
+            out[dst + f"mlp.c_proj.{kind}"] = weights[src + f"mlp.fc2.{kind}"]
+    return out
+
+
+@pytest.mark.parametrize("family,component,prefix", [
+    ("sd1", "text_encoder", None),
+    ("sd2-v", "text_encoder", "cond_stage_model.model."),
+    ("sdxl", "text_encoder_2", "conditioner.embedders.1.model."),
+])
+def test_single_file_text_encoders_are_bit_exact(tiny_folders, tmp_path, family, component, prefix):
+    from safetensors.torch import save_file
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    from diffdiff.models.single_file import build_text_encoder, normalise_keys, read_checkpoint
+
+    folder = tiny_folders[family]
+    model_class = CLIPTextModelWithProjection if component == "text_encoder_2" else CLIPTextModel
+    original = model_class.from_pretrained(str(folder), subfolder=component)
+    if prefix is None:  # A1111 CLIP-L: the transformers layout under cond_stage_model.transformer.
+        weights = {"cond_stage_model.transformer.text_model." + k.removeprefix("text_model."): v
+                   for k, v in original.state_dict().items()}
+    else:
+        weights = _open_clip_layout(original, prefix)
+    path = tmp_path / "te.safetensors"
+    save_file({k: v.contiguous() for k, v in weights.items()}, str(path))
+    state_dict, _ = read_checkpoint(path)
+    loaded = build_text_encoder(normalise_keys(state_dict), folder, family, component, torch.float32)
+    expected = original.state_dict()
+    for key, value in loaded.state_dict().items():
+        assert torch.equal(value, expected[key]), key
