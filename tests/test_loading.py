@@ -312,3 +312,47 @@ def test_single_file_text_encoders_are_bit_exact(tiny_folders, tmp_path, family,
     expected = original.state_dict()
     for key, value in loaded.state_dict().items():
         assert torch.equal(value, expected[key]), key
+
+
+def _ldm_vae_layout(vae):
+    """The ldm (A1111 `first_stage_model.`-less) key layout of a diffusers AutoencoderKL, written from the
+    original taming/ldm module names: down.i.block.j, mid.block_1/attn_1, up.(n-1-i), nin_shortcut, q/k/v."""
+    out = {}
+    levels = len(vae.config.block_out_channels)
+    renames = [("conv_shortcut", "nin_shortcut"), ("mid_block.resnets.0", "mid.block_1"),
+               ("mid_block.resnets.1", "mid.block_2"), ("mid_block.attentions.0", "mid.attn_1"),
+               ("conv_norm_out", "norm_out"), ("group_norm", "norm"), ("to_q", "q"), ("to_k", "k"),
+               ("to_v", "v"), ("to_out.0", "proj_out")]
+    for key, value in vae.state_dict().items():
+        new = key
+        for i in range(levels):
+            new = new.replace(f"encoder.down_blocks.{i}.resnets.", f"encoder.down.{i}.block.")
+            new = new.replace(f"encoder.down_blocks.{i}.downsamplers.0.", f"encoder.down.{i}.downsample.")
+            up = levels - 1 - i
+            new = new.replace(f"decoder.up_blocks.{i}.resnets.", f"decoder.up.{up}.block.")
+            new = new.replace(f"decoder.up_blocks.{i}.upsamplers.0.", f"decoder.up.{up}.upsample.")
+        for old, ldm in renames:
+            new = new.replace(old, ldm)
+        if ".attn_1." in new and new.endswith(".weight") and value.ndim == 2:
+            value = value[:, :, None, None]  # ldm attention projections are 1×1 convolutions
+        out[new] = value.contiguous()
+    return out
+
+
+def test_separate_vae_file_in_ldm_and_diffusers_layouts(tiny_folders, tmp_path):
+    from diffusers import AutoencoderKL
+    from safetensors.torch import save_file
+
+    torch.manual_seed(5)
+    other = AutoencoderKL.from_pretrained(str(tiny_folders["sd1"]), subfolder="vae")
+    with torch.no_grad():
+        for parameter in other.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.01)  # a different VAE of the same shape
+    ldm_path, diffusers_path = tmp_path / "vae-ldm.safetensors", tmp_path / "vae-diffusers.safetensors"
+    save_file(_ldm_vae_layout(other), str(ldm_path))
+    save_file({k: v.contiguous() for k, v in other.state_dict().items()}, str(diffusers_path))
+    for path in (ldm_path, diffusers_path):
+        model = load_model(tiny_folders["sd1"], vae=path, device="cpu")
+        expected = other.state_dict()
+        for key, value in model.vae.state_dict().items():
+            assert torch.equal(value, expected[key]), (path.name, key)
