@@ -356,3 +356,22 @@ def test_separate_vae_file_in_ldm_and_diffusers_layouts(tiny_folders, tmp_path):
         expected = other.state_dict()
         for key, value in model.vae.state_dict().items():
             assert torch.equal(value, expected[key]), (path.name, key)
+
+
+def test_single_file_configs_from_header_and_missing_unet_reported(tiny_folders, tmp_path):
+    """Header `diffdiff.configs` feeds the builders; a file without UNet weights is refused."""
+    from safetensors.torch import save_file
+    from transformers import CLIPTextModel
+
+    folder = tiny_folders["sd1"]
+    configs = {name: json.loads((folder / name / "config.json").read_text())
+               for name in ("unet", "vae", "text_encoder")}
+    encoder = CLIPTextModel.from_pretrained(str(folder), subfolder="text_encoder")
+    weights = {"cond_stage_model.transformer.text_model." + k.removeprefix("text_model."): v.contiguous()
+               for k, v in encoder.state_dict().items()}
+    path = tmp_path / "no-unet.safetensors"
+    metadata = {"diffdiff.family": "sd1", "diffdiff.configs": json.dumps(configs)}
+    save_file(weights, str(path), metadata=metadata)
+    with pytest.raises(DiffdiffError, match="lacks .* unet weights") as error:
+        load_model(path, device="cpu")
+    assert "\n" not in str(error.value)
