@@ -1,3 +1,164 @@
-"""Multistep samplers (lms, ipndm, deis, uni_pc, uni_pc_bh2): filled in by the samplers work."""
+"""Multistep samplers: lms, ipndm, deis, uni_pc, uni_pc_bh2, with ComfyUI's numerics.
 
-MULTISTEP_SAMPLERS: dict = {}
+Each reuses the denoiser outputs of earlier steps instead of spending extra model calls, so all of them
+call the model once per step. `model(x, sigma * x.new_ones(B), **extra_args)` returns x0; the ODE is the
+probability-flow ODE in the VE view, dx/dsigma = (x - x0) / sigma. None of these samplers treats flow
+models differently (neither does ComfyUI): flow sigmas are used as VE sigmas.
+
+lms follows k-diffusion (MIT, Katherine Crowson) closely; ipndm and deis follow zju-pi/diff-sampler
+(Apache-2.0) as ComfyUI ships them; the UniPC family lives in `unipc.py`.
+"""
+
+from __future__ import annotations
+
+from scipy import integrate
+
+from .deis import deis_tab_coefficients
+from .unipc import sample_uni_pc, sample_uni_pc_bh2
+
+# Fixed-step Adams-Bashforth weights of the iPNDM update (orders 1-4): integer numerators, newest
+# derivative first, and their common denominator.
+ADAMS_BASHFORTH = {
+    1: ((1,), 1),
+    2: ((3, -1), 2),
+    3: ((23, -16, 5), 12),
+    4: ((55, -59, 37, -9), 24),
+}
+
+
+def _check_options(name: str, options: dict, allowed: tuple[str, ...] = ()) -> None:
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        valid = ", ".join(allowed) if allowed else "none"
+        raise ValueError(f"sampler {name!r} got unknown option(s) {', '.join(unknown)}; valid: {valid}")
+
+
+def _check_order(name: str, value, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{name} must be an integer from {low} to {high}, got {value!r}")
+    return value
+
+
+def _report(callback, x, i, sigma, denoised) -> None:
+    if callback is not None:
+        callback({"x": x, "i": i, "sigma": sigma, "sigma_hat": sigma, "denoised": denoised})
+
+
+def _derivative(x, sigma, denoised):
+    """dx/dsigma = (x - x0) / sigma for a scalar sigma."""
+    return (x - denoised) / sigma
+
+
+def linear_multistep_coeff(order: int, t, i: int, j: int) -> float:
+    """Weight of the derivative j steps back in the order-`order` Adams-Bashforth step from t[i] to
+    t[i+1]: the integral of the Lagrange basis polynomial of node t[i-j] over the step (scipy quad,
+    relative tolerance 1e-4, as k-diffusion)."""
+    if order - 1 > i:
+        raise ValueError(f"order {order} too high for step {i}")
+
+    def basis(tau):
+        product = 1.0
+        for k in range(order):
+            if k != j:
+                product *= (tau - t[i - k]) / (t[i - j] - t[i - k])
+        return product
+
+    return integrate.quad(basis, t[i], t[i + 1], epsrel=1e-4)[0]
+
+
+def sample_lms(model, x, sigmas, extra_args=None, callback=None, disable=None, noise_sampler=None,
+               **options):
+    """Linear multistep (variable-step Adams-Bashforth in sigma), order 4; a step to sigma = 0 returns
+    the denoised estimate. After k-diffusion's `sample_lms` (MIT)."""
+    _check_options("lms", options, ("order",))
+    order = _check_order("lms order", options.get("order", 4), 1, 32)
+    extra_args = {} if extra_args is None else extra_args
+    s_in = x.new_ones([x.shape[0]])
+    sigmas_cpu = sigmas.detach().cpu().numpy()
+    derivatives = []
+    for i in range(len(sigmas) - 1):
+        denoised = model(x, sigmas[i] * s_in, **extra_args)
+        derivatives.append(_derivative(x, sigmas[i], denoised))
+        if len(derivatives) > order:
+            derivatives.pop(0)
+        _report(callback, x, i, sigmas[i], denoised)
+        if sigmas[i + 1] == 0:
+            x = denoised
+            continue
+        current_order = min(i + 1, order)
+        weights = [linear_multistep_coeff(current_order, sigmas_cpu, i, j) for j in range(current_order)]
+        x = x + sum(w * d for w, d in zip(weights, reversed(derivatives)))
+    return x
+
+
+def _remember(history: list, derivative, max_order: int) -> None:
+    """Keep the newest max_order - 1 derivatives (the history an order-max_order step needs)."""
+    if max_order > 1:
+        history.append(derivative)
+        del history[: max(0, len(history) - (max_order - 1))]
+
+
+def sample_ipndm(model, x, sigmas, extra_args=None, callback=None, disable=None, noise_sampler=None,
+                 **options):
+    """iPNDM: Adams-Bashforth in sigma with the fixed-step weights, warming up from Euler (order 1)
+    to max_order (default 4); a step to sigma = 0 returns the denoised estimate."""
+    _check_options("ipndm", options, ("max_order",))
+    max_order = _check_order("ipndm max_order", options.get("max_order", 4), 1, 4)
+    extra_args = {} if extra_args is None else extra_args
+    s_in = x.new_ones([x.shape[0]])
+    history = []  # previous derivatives, oldest first
+    for i in range(len(sigmas) - 1):
+        sigma, sigma_next = sigmas[i], sigmas[i + 1]
+        denoised = model(x, sigma * s_in, **extra_args)
+        _report(callback, x, i, sigma, denoised)
+        d = _derivative(x, sigma, denoised)
+        order = min(max_order, i + 1)
+        if sigma_next == 0:
+            x_next = denoised
+        else:
+            numerators, denominator = ADAMS_BASHFORTH[order]
+            newest_first = [d, *reversed(history)]
+            slope = sum(n * dd for n, dd in zip(numerators, newest_first)) / denominator
+            x_next = x + (sigma_next - sigma) * slope
+        _remember(history, d, max_order)
+        x = x_next
+    return x
+
+
+def sample_deis(model, x, sigmas, extra_args=None, callback=None, disable=None, noise_sampler=None,
+                **options):
+    """DEIS (tab mode, max_order 3 by default): the derivative interpolated in VP time, integrated in
+    sigma with precomputed weights (see `deis.py`); Euler for the first step and for a step to 0."""
+    _check_options("deis", options, ("max_order", "deis_mode"))
+    max_order = _check_order("deis max_order", options.get("max_order", 3), 1, 4)
+    mode = options.get("deis_mode", "tab")
+    if mode != "tab":
+        raise ValueError(f"deis_mode must be 'tab', got {mode!r}")
+    extra_args = {} if extra_args is None else extra_args
+    s_in = x.new_ones([x.shape[0]])
+    weights = deis_tab_coefficients(sigmas, max_order)
+    history = []  # previous derivatives, oldest first
+    for i in range(len(sigmas) - 1):
+        sigma, sigma_next = sigmas[i], sigmas[i + 1]
+        denoised = model(x, sigma * s_in, **extra_args)
+        _report(callback, x, i, sigma, denoised)
+        d = _derivative(x, sigma, denoised)
+        order = 1 if sigma_next <= 0 else min(max_order, i + 1)
+        if order == 1:
+            x_next = x + (sigma_next - sigma) * d
+        else:
+            x_next = x
+            for weight, dd in zip(weights[i], [d, *reversed(history)]):
+                x_next = x_next + weight.to(x.device) * dd
+        _remember(history, d, max_order)
+        x = x_next
+    return x
+
+
+MULTISTEP_SAMPLERS = {
+    "lms": sample_lms,
+    "ipndm": sample_ipndm,
+    "deis": sample_deis,
+    "uni_pc": sample_uni_pc,
+    "uni_pc_bh2": sample_uni_pc_bh2,
+}
