@@ -355,3 +355,19 @@ def test_registry_holds_comfyui_names():
                  "dpmpp_sde", "dpmpp_2m", "dpmpp_2m_sde", "dpmpp_3m_sde", "ddpm", "lcm", "ddim"]:
         assert callable(SAMPLERS[name]), name
     assert SAMPLERS["ddim"] is SAMPLERS["euler"]
+
+
+def test_registry_refuses_unknown_options_naming_the_valid_ones():
+    from diffdiff.sampling.samplers import SAMPLERS
+
+    sigmas = torch.stack([S0, S1])
+    with pytest.raises(ValueError, match="valid options: eta, s_noise"):
+        SAMPLERS["euler_ancestral"](analytic_denoiser, X, sigmas, order=3)
+    with pytest.raises(ValueError, match="cpu_tree"):
+        SAMPLERS["dpmpp_2m_sde_gpu"](analytic_denoiser, X, sigmas, cpu_tree=True)
+    expected = X + (X - D(X, S0)) / S0 * (S1 - S0)
+    torch.testing.assert_close(SAMPLERS["euler"](analytic_denoiser, X.clone(), sigmas, s_churn=0.0), expected)
+    out = SAMPLERS["dpmpp_2m_sde_gpu"](analytic_denoiser, X.clone(), with_zero(sigmas), eta=0.0,
+                                       extra_args={"seed": 1})
+    torch.testing.assert_close(out, FUNCTIONS["dpmpp_2m_sde"](analytic_denoiser, X.clone(), with_zero(sigmas),
+                                                              eta=0.0))

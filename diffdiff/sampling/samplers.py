@@ -11,6 +11,9 @@ the multistep ones (lms, ipndm, deis, uni_pc, ...) in multistep.py.
 
 from __future__ import annotations
 
+import functools
+import inspect
+
 from diffdiff.sampling.multistep import MULTISTEP_SAMPLERS
 from diffdiff.sampling.samplers_ancestral import (
     sample_ddpm,
@@ -46,6 +49,30 @@ from diffdiff.sampling.samplers_sde import (
 
 __all__ = ["SAMPLERS", "SINGLE_STEP_SAMPLERS", "get_ancestral_step", "to_d"]
 
+_FIXED_ARGUMENTS = ("model", "x", "sigmas", "extra_args", "callback", "disable", "noise_sampler")
+
+
+@functools.cache
+def refusing_unknown_options(sampler):
+    """`sampler`, raising ValueError (naming the valid options) for an option it does not take."""
+    parameters = inspect.signature(sampler).parameters
+    valid = sorted(set(parameters) - set(_FIXED_ARGUMENTS) - {"options"})
+    if sampler.__name__.endswith("_gpu"):
+        valid.remove("cpu_tree")
+    name = sampler.__name__.removeprefix("sample_")
+
+    @functools.wraps(sampler)
+    def checked(model, x, sigmas, extra_args=None, callback=None, disable=None, noise_sampler=None,
+                **options):
+        unknown = sorted(set(options) - set(valid))
+        if unknown:
+            choices = ", ".join(valid) or "none"
+            raise ValueError(f"sampler {name} has no option {', '.join(unknown)}; valid options: {choices}")
+        return sampler(model, x, sigmas, extra_args, callback, disable, noise_sampler, **options)
+
+    return checked
+
+
 SINGLE_STEP_SAMPLERS: dict = {
     "euler": sample_euler,
     "euler_ancestral": sample_euler_ancestral,
@@ -74,5 +101,7 @@ SINGLE_STEP_SAMPLERS: dict = {
     # ComfyUI's "ddim" is euler; its different inpaint-noise option is handled by the caller.
     "ddim": sample_euler,
 }
+
+SINGLE_STEP_SAMPLERS = {name: refusing_unknown_options(fn) for name, fn in SINGLE_STEP_SAMPLERS.items()}
 
 SAMPLERS: dict = {**SINGLE_STEP_SAMPLERS, **MULTISTEP_SAMPLERS}

@@ -261,6 +261,7 @@ def _on_device_tree(sampler):
         return sampler(model, x, sigmas, extra_args, callback, disable, noise_sampler, cpu_tree=False,
                        **options)
 
+    sample_with_device_tree.__wrapped__ = sampler  # so its options can be read from `sampler`
     sample_with_device_tree.__name__ = sampler.__name__ + "_gpu"
     sample_with_device_tree.__doc__ = f"{sampler.__name__} with the Brownian tree on x's device."
     return sample_with_device_tree
