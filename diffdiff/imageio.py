@@ -1,0 +1,161 @@
+"""Images in and out of the pipeline: load pictures as 8-bit RGB with clear errors; save PNGs with metadata.
+
+`load_image` turns every way a file can be bad (missing, not an image, truncated, absurdly large) into one
+`DiffdiffError` line, applies the EXIF orientation, and converts CMYK / palette / 16-bit / alpha images to
+plain RGB (alpha is flattened onto white). `save_png` writes atomically with an A1111-style `parameters`
+text chunk and our full settings as JSON in a `diffdiff` chunk.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, PngImagePlugin, UnidentifiedImageError
+
+from diffdiff.atomic import atomic_write, check_writable
+from diffdiff.errors import DiffdiffError
+
+# Our own ceiling, checked from the header before decoding (about a 16k × 16k picture).
+MAX_PIXELS = 16384 * 16384
+# Relative difference in width/height ratio tolerated between an image and its strength map.
+ASPECT_TOLERANCE = 0.02
+
+
+def _open_checked(path: Path, max_pixels: int) -> Image.Image:
+    """Open `path` lazily, refusing huge declared sizes before any pixel is decoded."""
+    if not path.is_file():
+        raise DiffdiffError(f"cannot read {path}: no such file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(path)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise DiffdiffError(
+            f"cannot read {path}: its declared size is too large to decode safely (decompression bomb?)"
+        ) from None
+    except UnidentifiedImageError:
+        raise DiffdiffError(f"cannot read {path}: not an image file (or an unsupported format)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise DiffdiffError(f"cannot read {path}: the file is damaged ({exc})") from None
+    width, height = image.size
+    if width * height > max_pixels:
+        image.close()
+        raise DiffdiffError(
+            f"cannot read {path}: {width}x{height} is larger than the {max_pixels:,}-pixel limit"
+        )
+    if width < 1 or height < 1:
+        raise DiffdiffError(f"cannot read {path}: the image is empty ({width}x{height})")
+    return image
+
+
+def _decode(image: Image.Image, path: Path) -> Image.Image:
+    previous = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        image.load()
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise DiffdiffError(f"cannot read {path}: the file is damaged or truncated ({exc})") from None
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = previous
+    return image
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL mode → 8-bit RGB: deep/float greys rescaled, CMYK and palettes converted, alpha on white."""
+    mode = image.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        values = np.asarray(image, dtype=np.float64)
+        scale = 257.0 if mode != "I" or values.max() > 255 else 1.0
+        image = Image.fromarray(np.clip(np.round(values / scale), 0, 255).astype(np.uint8))
+    elif mode == "F":
+        values = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0)
+        scale = 255.0 if values.max() <= 1.0 else 1.0
+        image = Image.fromarray(np.clip(np.round(values * scale), 0, 255).astype(np.uint8))
+    elif mode in ("P", "PA"):
+        image = image.convert("RGBA" if mode == "PA" or "transparency" in image.info else "RGB")
+    if image.mode in ("RGBA", "LA", "La", "RGBa"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def load_image(path: str | os.PathLike | Image.Image, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Read an image file (or take a PIL image) as 8-bit RGB, EXIF orientation applied."""
+    if isinstance(path, Image.Image):
+        image, where = path, Path("<image>")
+        if image.width * image.height > max_pixels:
+            raise DiffdiffError(f"image {image.width}x{image.height} exceeds the {max_pixels:,}-pixel limit")
+    else:
+        where = Path(path).expanduser()
+        image = _decode(_open_checked(where, max_pixels), where)
+    try:
+        image = ImageOps.exif_transpose(image)
+    except (OSError, ValueError, SyntaxError, KeyError, TypeError):
+        pass  # a broken EXIF block must not stop the edit; keep the stored orientation
+    return to_rgb(image)
+
+
+def check_readable_image(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
+    """Fully decode `path` now (a bad file fails fast); return its (width, height) after EXIF rotation."""
+    image = load_image(path, max_pixels=max_pixels)
+    return image.size
+
+
+def check_aspect(image_size: tuple[int, int], map_shape: tuple[int, int], what: str = "map") -> None:
+    """Refuse a map whose width/height ratio differs from the image's (it would be stretched)."""
+    width, height = image_size
+    map_height, map_width = map_shape
+    image_ratio, map_ratio = width / height, map_width / map_height
+    if abs(map_ratio - image_ratio) > ASPECT_TOLERANCE * image_ratio:
+        raise DiffdiffError(
+            f"the {what} is {map_width}x{map_height} but the image is {width}x{height}: "
+            "aspect ratios differ; make a map of the image's shape"
+        )
+
+
+def png_info(parameters: str | None = None, settings_json: str | None = None) -> PngImagePlugin.PngInfo:
+    """PNG text chunks: `parameters` (A1111 layout, read by most UIs) and `diffdiff` (our JSON settings)."""
+    info = PngImagePlugin.PngInfo()
+    if parameters is not None:
+        info.add_text("parameters", parameters)
+    if settings_json is not None:
+        info.add_text("diffdiff", settings_json)
+    return info
+
+
+def save_png(path: str | os.PathLike, image: Image.Image, *, parameters: str | None = None,
+             settings: dict | None = None, overwrite: bool = False) -> Path:
+    """Write `image` as PNG atomically, with the `parameters` text and `settings` (JSON) chunks when given."""
+    from diffdiff.metadata import settings_to_json
+
+    settings_json = settings_to_json(settings) if settings is not None else None
+    info = png_info(parameters, settings_json)
+    return atomic_write(path, lambda tmp: image.save(tmp, format="PNG", pnginfo=info), overwrite)
+
+
+def read_png_text(path: str | os.PathLike) -> dict[str, str]:
+    """The text chunks of a PNG (e.g. `parameters`, `diffdiff`)."""
+    with Image.open(path) as image:
+        image.load()
+        return dict(getattr(image, "text", {}) or {})
+
+
+def output_paths(path: str | os.PathLike, count: int) -> list[Path]:
+    """Where a batch of `count` images goes: OUT.png, then OUT-1.png, OUT-2.png, ..."""
+    path = Path(path)
+    return [path] + [path.with_name(f"{path.stem}-{k}{path.suffix}") for k in range(1, count)]
+
+
+def check_outputs(path: str | os.PathLike, count: int, overwrite: bool = False) -> list[Path]:
+    """Fail before any work if an output is not a .png, exists (without overwrite) or cannot be written."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise DiffdiffError(f"output {path} must end in .png (the metadata lives in PNG text chunks)")
+    paths = output_paths(path, count)
+    for each in paths:
+        check_writable(each, overwrite)
+    return paths
