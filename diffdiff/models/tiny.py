@@ -1,0 +1,209 @@
+"""Small random-weight models of each family, built with the real classes, for tests and demos.
+
+`make_tiny_model(directory, family)` writes a diffusers folder (model_index.json, unet/, vae/, text_encoder/
+[, text_encoder_2/], tokenizer/ [, tokenizer_2/], scheduler/); with `single_file=True` it writes one
+A1111/ComfyUI-layout `.safetensors` instead, whose header metadata carries `diffdiff.family` and
+`diffdiff.configs` (JSON {component: config}) so a loader can rebuild the small networks.
+
+The tiny configs are the family's shipped real configs with the sizes shrunk: the geometry stays (VAE
+downscale 8 with 4 levels, 4 latent channels, the family's scaling factor, SDXL's two encoders with pooled
+projection and size/crop conditioning, cross_attention_dim = the sum of the encoders' widths, v-prediction for
+sd2-v). Attention sits only at the coarsest level so a 512x512 edit takes seconds on a CPU. Weights come from
+fixed seeds: the same call writes the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from ..atomic import atomic_write
+from ..errors import DiffdiffError
+from .ldm_layout import FAMILIES, diffusers_to_ldm
+from .tokenizer import FAMILY_TOKENIZERS, write_tokenizer_files
+
+CONFIG_ROOT = Path(__file__).resolve().parent / "configs"
+# Hidden sizes of the tiny text encoders (their 49,408-token embeddings dominate the file size). SDXL's two
+# must differ: diffusers' single-file loader tells the CLIP-L and OpenCLIP-G embedders apart by width.
+TEXT_WIDTHS = {"text_encoder": 16, "text_encoder_2": 32}
+SEEDS = {"unet": 1, "vae": 2, "text_encoder": 3, "text_encoder_2": 4}
+METADATA_FAMILY = "diffdiff.family"
+METADATA_CONFIGS = "diffdiff.configs"
+
+
+def shipped_config(family: str, component: str) -> dict:
+    """The family's real config of `component` (unet, vae, text_encoder, text_encoder_2, scheduler, index)."""
+    folder = CONFIG_ROOT / family
+    path = {
+        "index": folder / "model_index.json",
+        "scheduler": folder / "scheduler" / "scheduler_config.json",
+    }.get(component, folder / component / "config.json")
+    return json.loads(path.read_text())
+
+
+def _text_config(family: str, component: str) -> dict:
+    config = shipped_config(family, component)
+    width = TEXT_WIDTHS[component]
+    config.update(
+        hidden_size=width,
+        intermediate_size=2 * width,
+        num_attention_heads=2,
+        num_hidden_layers=2,
+        projection_dim=width,
+    )
+    return config
+
+
+def _unet_config(family: str) -> dict:
+    config = shipped_config(family, "unet")
+    encoders = ["text_encoder", "text_encoder_2"] if family == "sdxl" else ["text_encoder"]
+    config.update(
+        block_out_channels=[32, 64],
+        layers_per_block=1,
+        down_block_types=["DownBlock2D", "CrossAttnDownBlock2D"],
+        up_block_types=["CrossAttnUpBlock2D", "UpBlock2D"],
+        cross_attention_dim=sum(TEXT_WIDTHS[name] for name in encoders),
+    )
+    if family == "sd1":
+        config["attention_head_dim"] = 8  # (diffusers' name; it is the number of heads) 64 channels / 8
+    else:
+        config["attention_head_dim"] = [2, 4]
+    if family == "sdxl":
+        config["transformer_layers_per_block"] = [1, 2]
+        config["addition_time_embed_dim"] = 8
+        # pooled text (the second encoder's projection) + 6 size/crop numbers, each embedded to 8
+        config["projection_class_embeddings_input_dim"] = TEXT_WIDTHS["text_encoder_2"] + 6 * 8
+    return config
+
+
+def _vae_config(family: str) -> dict:
+    config = shipped_config(family, "vae")
+    config.update(block_out_channels=[8, 16, 32, 32], layers_per_block=1, norm_num_groups=8)
+    return config
+
+
+def tiny_configs(family: str) -> dict[str, dict]:
+    """{component: config dict} of the tiny model of `family` (unet, vae, text_encoder[, text_encoder_2])."""
+    _check_family(family)
+    configs = {"unet": _unet_config(family), "vae": _vae_config(family)}
+    for name in ("text_encoder", "text_encoder_2"):
+        if (CONFIG_ROOT / family / name).is_dir():
+            configs[name] = _text_config(family, name)
+    return configs
+
+
+def _check_family(family: str) -> None:
+    if family not in FAMILIES:
+        raise DiffdiffError(f"unknown model family {family!r}; choose one of {', '.join(FAMILIES)}")
+
+
+def build_tiny_components(family: str) -> dict[str, torch.nn.Module]:
+    """The tiny networks of `family` with seeded random weights (same weights on every call)."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    components: dict[str, torch.nn.Module] = {}
+    for name, config in tiny_configs(family).items():
+        torch.manual_seed(SEEDS[name])
+        if name == "unet":
+            model = UNet2DConditionModel.from_config(config)
+        elif name == "vae":
+            model = AutoencoderKL.from_config(config)
+        else:
+            text_class = CLIPTextModelWithProjection if name == "text_encoder_2" else CLIPTextModel
+            model = text_class(CLIPTextConfig.from_dict(config))
+        components[name] = model.eval()
+    return components
+
+
+def _write_folder(folder: Path, family: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, model in build_tiny_components(family).items():
+        model.save_pretrained(str(folder / name), safe_serialization=True)
+    for index, kind in enumerate(FAMILY_TOKENIZERS[family]):
+        write_tokenizer_files(folder / ("tokenizer" if index == 0 else f"tokenizer_{index + 1}"), kind)
+    (folder / "scheduler").mkdir(exist_ok=True)
+    scheduler = json.dumps(shipped_config(family, "scheduler"), indent=2) + "\n"
+    (folder / "scheduler" / "scheduler_config.json").write_text(scheduler)
+    (folder / "model_index.json").write_text(json.dumps(shipped_config(family, "index"), indent=2) + "\n")
+
+
+def _make_readable(path: Path) -> None:
+    """Temporary files and folders are private (0600/0700); give what we made the usual permissions."""
+    umask = os.umask(0)
+    os.umask(umask)
+    paths = [path, *path.rglob("*")] if path.is_dir() else [path]
+    for item in paths:
+        os.chmod(item, (0o777 if item.is_dir() else 0o666) & ~umask)
+
+
+def _replace_folder(target: Path, family: str, overwrite: bool) -> Path:
+    if target.exists():
+        if not overwrite:
+            raise DiffdiffError(f"{target} exists; pass --overwrite to replace it")
+        if not target.is_dir() or (any(target.iterdir()) and not (target / "model_index.json").exists()):
+            raise DiffdiffError(f"{target} is not a diffusers model folder; refusing to replace it")
+    parent = target.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=parent))
+    try:
+        _write_folder(staging, family)
+        _make_readable(staging)
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def single_file_state(family: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tiny model of `family` as (ldm-layout state dict, safetensors header metadata)."""
+    components = build_tiny_components(family)
+    configs = {}
+    for name, model in components.items():
+        if hasattr(model.config, "to_dict"):  # transformers
+            configs[name] = model.config.to_dict()
+        else:  # diffusers FrozenDict: drop the private bookkeeping entries
+            configs[name] = {k: v for k, v in dict(model.config).items() if not k.startswith("_")}
+            configs[name]["_class_name"] = type(model).__name__
+    state = diffusers_to_ldm({name: model.state_dict() for name, model in components.items()}, family)
+    state = {key: tensor.detach().contiguous() for key, tensor in state.items()}
+    metadata = {
+        METADATA_FAMILY: family,
+        METADATA_CONFIGS: json.dumps(configs, sort_keys=True, default=list),
+        "format": "pt",
+    }
+    return state, metadata
+
+
+def make_tiny_model(
+    directory: str | Path, family: str, single_file: bool = False, overwrite: bool = False
+) -> Path:
+    """Write a tiny random model of `family`; return the diffusers folder or the `.safetensors` file.
+
+    Folder form: `directory` becomes the diffusers folder. Single-file form: `directory` may name the
+    `.safetensors` file itself, otherwise the file is `directory/tiny-<family>.safetensors`.
+    """
+    _check_family(family)
+    target = Path(directory)
+    if not single_file:
+        return _replace_folder(target, family, overwrite)
+    if target.suffix != ".safetensors":
+        target.mkdir(parents=True, exist_ok=True)
+        target = target / f"tiny-{family}.safetensors"
+    from safetensors.torch import save_file
+
+    state, metadata = single_file_state(family)
+    def write(tmp: Path) -> None:
+        save_file(state, str(tmp), metadata=metadata)
+
+    path = atomic_write(target, write, overwrite=overwrite)
+    _make_readable(path)
+    return path
