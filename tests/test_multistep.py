@@ -14,9 +14,9 @@ import torch
 from numpy.polynomial import Polynomial
 from scipy import integrate
 
-from diffdiff.sampling.multistep import MULTISTEP_SAMPLERS
+from diffdiff.sampling.multistep import MULTISTEP_SAMPLERS, ipndm_v_weights
 
-NAMES = ("lms", "ipndm", "deis", "uni_pc", "uni_pc_bh2")
+NAMES = ("lms", "ipndm", "ipndm_v", "deis", "uni_pc", "uni_pc_bh2")
 
 
 def analytic(x, sigma, **kwargs):
@@ -50,7 +50,7 @@ def f64(values):
     return torch.tensor(values, dtype=torch.float64)
 
 
-def test_registry_has_the_five_names():
+def test_registry_has_the_six_names():
     assert set(MULTISTEP_SAMPLERS) == set(NAMES)
 
 
@@ -122,7 +122,41 @@ def test_ipndm_steps_use_fixed_adams_bashforth_weights():
         assert torch.allclose(xs[i + 1], expected[i], rtol=1e-12, atol=1e-12), i
 
 
-@pytest.mark.parametrize("name", ["lms", "ipndm"])
+def test_ipndm_v_is_euler_then_variable_step_adams_bashforth():
+    s = [8.0, 5.0, 3.0, 1.8, 1.0]
+    x = start(12)
+    model = Counting()
+    out = MULTISTEP_SAMPLERS["ipndm_v"](model, x, f64(s))
+    xs = [c[0] for c in model.calls] + [out]
+    d = [d_of(xs[i], s[i]) for i in range(4)]
+    assert torch.allclose(xs[1], xs[0] + (s[1] - s[0]) * d[0], rtol=1e-12, atol=1e-12)
+    # order 2 is the exact two-point rule (the same weights as lms's second step)
+    c_cur = ((s[2] - s[0]) ** 2 - (s[1] - s[0]) ** 2) / 2 / (s[1] - s[0])
+    c_prev = (s[2] - s[1]) ** 2 / 2 / (s[0] - s[1])
+    assert torch.allclose(xs[2], xs[1] + c_cur * d[1] + c_prev * d[0], rtol=1e-12, atol=1e-12)
+
+
+def test_ipndm_v_up_to_order_3_equals_ipndm_on_an_even_grid():
+    grid = f64([9.0, 8.0, 7.0, 6.0, 5.0, 4.0, 3.0])
+    x = start(13)
+    a = MULTISTEP_SAMPLERS["ipndm_v"](analytic, x, grid, max_order=3)
+    b = MULTISTEP_SAMPLERS["ipndm"](analytic, x, grid, max_order=3)
+    assert torch.allclose(a, b, rtol=1e-12, atol=1e-12)
+    uneven = f64([9.0, 8.0, 6.5, 6.0, 5.0, 4.0, 3.0])
+    a = MULTISTEP_SAMPLERS["ipndm_v"](analytic, x, uneven, max_order=3)
+    b = MULTISTEP_SAMPLERS["ipndm"](analytic, x, uneven, max_order=3)
+    assert (a - b).abs().max() > 1e-6
+
+
+def test_ipndm_v_order_4_keeps_diff_samplers_even_grid_weights():
+    # diff-sampler's (and so ComfyUI's) order-4 correction on an even grid, by hand: temp1 = 5/12,
+    # temp2 = 5/12 + (3/4)(1/18) = 11/24, q = 1, giving (57, -65, 43, -11)/24, not AB4's (55, -59, 37, -9)/24.
+    weights = ipndm_v_weights(4, [-1.0, -1.0, -1.0, -1.0])
+    assert weights == pytest.approx([57 / 24, -65 / 24, 43 / 24, -11 / 24], rel=1e-12)
+    assert ipndm_v_weights(3, [-0.5, -0.5, -0.5]) == pytest.approx([23 / 12, -16 / 12, 5 / 12], rel=1e-12)
+
+
+@pytest.mark.parametrize("name", ["lms", "ipndm", "ipndm_v"])
 def test_step_to_zero_returns_the_denoised_estimate(name):
     s = [4.0, 2.0, 1.0, 0.0]
     x = start(3)
@@ -296,7 +330,13 @@ def test_error_falls_at_least_at_second_order(name):
     # Every one starts (lms, ipndm, deis) or ends (uni_pc) with a first-order step whose local error is
     # O(h^2), so the global order is at least 2: halving the step must divide the error by ~4 or more,
     # against Euler's 2.
-    fn = MULTISTEP_SAMPLERS[name]
+    # ipndm_v's default order 4 carries diff-sampler's inexact order-4 weights (see above) and converges
+    # erratically; its orders up to 3 are proper variable-step rules.
+    options = {"max_order": 3} if name == "ipndm_v" else {}
+
+    def fn(model, x, sigmas):
+        return MULTISTEP_SAMPLERS[name](model, x, sigmas, **options)
+
     e32, e64, e128 = (relative_error(fn, n) for n in (32, 64, 128))
     assert e32 / e64 > 3.5 and e64 / e128 > 3.5, (e32, e64, e128)
     assert e64 < relative_error(euler, 64) / 50
@@ -350,8 +390,9 @@ def test_batches_run_and_each_item_matches_running_alone(name):
 
 @pytest.mark.parametrize(
     "name,options",
-    [("lms", {"order": 0}), ("ipndm", {"max_order": 5}), ("deis", {"deis_mode": "rhoab"}),
-     ("deis", {"max_order": "3"}), ("lms", {"eta": 1.0}), ("uni_pc", {"order": 2})],
+    [("lms", {"order": 0}), ("ipndm", {"max_order": 5}), ("ipndm_v", {"max_order": 0}),
+     ("deis", {"deis_mode": "rhoab"}), ("deis", {"max_order": "3"}), ("lms", {"eta": 1.0}),
+     ("uni_pc", {"order": 2})],
 )
 def test_bad_options_raise_value_error(name, options):
     with pytest.raises(ValueError):

@@ -1,11 +1,11 @@
-"""Multistep samplers: lms, ipndm, deis, uni_pc, uni_pc_bh2, with ComfyUI's numerics.
+"""Multistep samplers: lms, ipndm, ipndm_v, deis, uni_pc, uni_pc_bh2, with ComfyUI's numerics.
 
 Each reuses the denoiser outputs of earlier steps instead of spending extra model calls, so all of them
 call the model once per step. `model(x, sigma * x.new_ones(B), **extra_args)` returns x0; the ODE is the
 probability-flow ODE in the VE view, dx/dsigma = (x - x0) / sigma. None of these samplers treats flow
 models differently (neither does ComfyUI): flow sigmas are used as VE sigmas.
 
-lms follows k-diffusion (MIT, Katherine Crowson) closely; ipndm and deis follow zju-pi/diff-sampler
+lms follows k-diffusion (MIT, Katherine Crowson) closely; ipndm, ipndm_v and deis follow zju-pi/diff-sampler
 (Apache-2.0) as ComfyUI ships them; the UniPC family lives in `unipc.py`.
 """
 
@@ -125,6 +125,72 @@ def sample_ipndm(model, x, sigmas, extra_args=None, callback=None, disable=None,
     return x
 
 
+def ipndm_v_weights(order: int, steps: list) -> list:
+    """Weights (newest derivative first) of iPNDM's variable-step update, multiplied by the step.
+
+    `steps` = [h_n, h_n-1, h_n-2, h_n-3] (sigma increments, newest first; only the first `order` used).
+    Order 2 is the exact variable-step Adams-Bashforth rule; orders 3 and 4 add diff-sampler's
+    corrections (zju-pi/diff-sampler, Apache-2.0), which reduce to the fixed-step weights 23/12, ... on
+    an even grid.
+    """
+    if order == 1:
+        return [1.0]
+    h, h1 = steps[0], steps[1]
+    ratio = h / h1
+    w = [(2 + ratio) / 2, -ratio / 2]
+    if order == 2:
+        return w
+    h2 = steps[2]
+    t1 = (1 - h / (3 * (h + h1)) * (h * (h + h1)) / (h1 * (h1 + h2))) / 2
+    w = [w[0] + t1, w[1] - (1 + h1 / h2) * t1, t1 * h1 / h2]
+    if order == 3:
+        return w
+    h3 = steps[3]
+    q = h1 * (h1 + h2) / (h2 * (h2 + h3))
+    t2 = ((1 - h / (3 * (h + h1))) / 2 + (1 - h / (2 * (h + h1))) * h / (6 * (h + h1 + h2)))
+    t2 = t2 * (h * (h + h1) * (h + h1 + h2)) / (h1 * (h1 + h2) * (h1 + h2 + h3))
+    return [
+        w[0] + t2,
+        w[1] - (1 + h1 / h2 + q) * t2,
+        w[2] + (h1 / h2 + q * (1 + h2 / h3)) * t2,
+        -t2 * q * h1 / h2,
+    ]
+
+
+def sample_ipndm_v(model, x, sigmas, extra_args=None, callback=None, disable=None, noise_sampler=None,
+                   **options):
+    """iPNDM with variable-step weights (`ipndm_v_weights`), orders warming up to max_order (default 4);
+    a step to sigma = 0 returns the denoised estimate."""
+    _check_options("ipndm_v", options, ("max_order",))
+    max_order = _check_order("ipndm_v max_order", options.get("max_order", 4), 1, 4)
+    extra_args = {} if extra_args is None else extra_args
+    s_in = x.new_ones([x.shape[0]])
+    history = []  # previous derivatives, oldest first
+    for i in range(len(sigmas) - 1):
+        sigma, sigma_next = sigmas[i], sigmas[i + 1]
+        denoised = model(x, sigma * s_in, **extra_args)
+        _report(callback, x, i, sigma, denoised)
+        d = _derivative(x, sigma, denoised)
+        order = min(max_order, i + 1)
+        if sigma_next == 0:
+            x_next = denoised
+        else:
+            increments = [sigmas[i + 1 - k] - sigmas[i - k] for k in range(order)]
+            weights = ipndm_v_weights(order, increments)
+            slope = _weighted_sum(weights, [d, *reversed(history)])
+            x_next = x + (sigma_next - sigma) * slope
+        _remember(history, d, max_order)
+        x = x_next
+    return x
+
+
+def _weighted_sum(weights, tensors):
+    total = 0
+    for w, t in zip(weights, tensors):
+        total = total + w * t
+    return total
+
+
 def sample_deis(model, x, sigmas, extra_args=None, callback=None, disable=None, noise_sampler=None,
                 **options):
     """DEIS (tab mode, max_order 3 by default): the derivative interpolated in VP time, integrated in
@@ -158,6 +224,7 @@ def sample_deis(model, x, sigmas, extra_args=None, callback=None, disable=None, 
 MULTISTEP_SAMPLERS = {
     "lms": sample_lms,
     "ipndm": sample_ipndm,
+    "ipndm_v": sample_ipndm_v,
     "deis": sample_deis,
     "uni_pc": sample_uni_pc,
     "uni_pc_bh2": sample_uni_pc_bh2,
