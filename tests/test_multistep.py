@@ -395,8 +395,13 @@ def test_batches_run_and_each_item_matches_running_alone(name):
      ("uni_pc", {"order": 2})],
 )
 def test_bad_options_raise_value_error(name, options):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="option|order|deis_mode"):
         MULTISTEP_SAMPLERS[name](analytic, start(), f64([2.0, 1.0, 0.0]), **options)
+
+
+def test_unknown_option_message_names_the_valid_ones():
+    with pytest.raises(ValueError, match="valid options: max_order, deis_mode"):
+        MULTISTEP_SAMPLERS["deis"](analytic, start(), f64([2.0, 1.0, 0.0]), eta=1.0)
 
 
 def test_extra_args_reach_the_model():

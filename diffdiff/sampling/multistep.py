@@ -30,7 +30,8 @@ def _check_options(name: str, options: dict, allowed: tuple[str, ...] = ()) -> N
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         valid = ", ".join(allowed) if allowed else "none"
-        raise ValueError(f"sampler {name!r} got unknown option(s) {', '.join(unknown)}; valid: {valid}")
+        names = ", ".join(unknown)
+        raise ValueError(f"sampler {name!r} got unknown option(s) {names}; valid options: {valid}")
 
 
 def _check_order(name: str, value, low: int, high: int) -> int:

@@ -164,7 +164,8 @@ def sample_uni_pc(model, x, sigmas, extra_args=None, callback=None, disable=None
                   **options):
     """ComfyUI's "uni_pc": UniPC with B(h) = h (bh1)."""
     if options:
-        raise ValueError(f"sampler 'uni_pc' takes no options, got {', '.join(sorted(options))}")
+        unknown = ", ".join(sorted(options))
+        raise ValueError(f"sampler 'uni_pc' got unknown option(s) {unknown}; valid options: none")
     return sample_unipc(model, x, sigmas, extra_args, callback, variant="bh1")
 
 
@@ -172,5 +173,6 @@ def sample_uni_pc_bh2(model, x, sigmas, extra_args=None, callback=None, disable=
                       **options):
     """ComfyUI's "uni_pc_bh2": UniPC with B(h) = e^h - 1 (bh2)."""
     if options:
-        raise ValueError(f"sampler 'uni_pc_bh2' takes no options, got {', '.join(sorted(options))}")
+        unknown = ", ".join(sorted(options))
+        raise ValueError(f"sampler 'uni_pc_bh2' got unknown option(s) {unknown}; valid options: none")
     return sample_unipc(model, x, sigmas, extra_args, callback, variant="bh2")
