@@ -183,6 +183,16 @@ def single_file_state(family: str) -> tuple[dict[str, torch.Tensor], dict[str, s
     return state, metadata
 
 
+def _sort_header(path: Path) -> None:
+    """Rewrite a safetensors header with sorted keys: safetensors writes metadata in hash-map order."""
+    raw = path.read_bytes()
+    length = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + length])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # keep the data 8-byte aligned, as safetensors does
+    path.write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + length :])
+
+
 def make_tiny_model(
     directory: str | Path, family: str, single_file: bool = False, overwrite: bool = False
 ) -> Path:
@@ -203,6 +213,7 @@ def make_tiny_model(
     state, metadata = single_file_state(family)
     def write(tmp: Path) -> None:
         save_file(state, str(tmp), metadata=metadata)
+        _sort_header(tmp)
 
     path = atomic_write(target, write, overwrite=overwrite)
     _make_readable(path)
