@@ -1,0 +1,135 @@
+"""DifferentialGate: a denoiser wrapper that lets each latent pixel change only as much as its strength says.
+
+At a call with noise level σ the gate picks the active pixels A (DESIGN §3). Held pixels (A = 0) are fed to
+the network as the clean latent noised to σ and come back as the clean latent:
+``x ← A·x + (1−A)·noise_scaling(σ, n, z)`` before the model, ``x0 ← A·x0 + (1−A)·z`` after it.
+
+Modes:
+- ``"exact"`` (default): ComfyUI's threshold rule A = [S ≥ τ(σ)], except strength-0 pixels are never active
+  (``sample`` then restores them bit for bit). Held pixels use the run's own noise for every sampler.
+- ``"comfy"``: ComfyUI's DifferentialDiffusion node + KSamplerX0Inpaint exactly, including the soft
+  ``gate_strength`` s (A ← s·A + (1−s)·S for 0 < s < 1; 0 counts as 1) and the last-call defect.
+- ``"mask"``: plain soft-mask inpainting, A = S at every call.
+
+τ(σ) = (t(σ) − t(σ_to)) / (t(σ_0) − t(σ_to)), σ_to = max(σ_min, σ_N), in the model's timestep units.
+A call with no active pixel skips the network (``skip=True``) and returns the held values, bit-identical
+to what the blend would give.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+GATE_MODES = ("exact", "comfy", "mask")
+
+
+def resize_strength_map(strength_map, latent: torch.Tensor) -> torch.Tensor:
+    """Check a strength map ((H, W), (B, H, W) or (B, 1, H, W), values in [0, 1]) and resize it bilinearly
+    (as ComfyUI) to the latent grid: a float32 tensor (1 or B, 1, h, w) on the latent's device."""
+    smap = torch.as_tensor(strength_map)
+    if smap.ndim == 2:
+        smap = smap[None, None]
+    elif smap.ndim == 3:
+        smap = smap[:, None]
+    elif smap.ndim != 4 or smap.shape[1] != 1:
+        raise ValueError(
+            f"strength map must have shape (H, W), (B, H, W) or (B, 1, H, W), got {tuple(smap.shape)}")
+    if smap.numel() == 0:
+        raise ValueError("strength map is empty")
+    smap = smap.to(device=latent.device, dtype=torch.float32)
+    if torch.isnan(smap).any():
+        raise ValueError("strength map contains NaN")
+    if smap.min() < 0 or smap.max() > 1:
+        low, high = float(smap.min()), float(smap.max())
+        raise ValueError(f"strength map values must be in [0, 1], got [{low}, {high}]")
+    batch = latent.shape[0]
+    if smap.shape[0] not in (1, batch):
+        raise ValueError(
+            f"strength map batch is {smap.shape[0]} but the latent batch is {batch}; use 1 or {batch}")
+    if tuple(smap.shape[-2:]) != tuple(latent.shape[-2:]):
+        smap = F.interpolate(smap, size=tuple(latent.shape[-2:]), mode="bilinear")
+    return smap
+
+
+def blend(weight: torch.Tensor, active: torch.Tensor, held: torch.Tensor, exact: bool = True) -> torch.Tensor:
+    """active·w + held·(1−w) (ComfyUI's order); with ``exact`` the result is exactly ``held`` where w = 0 and
+    exactly ``active`` where w = 1."""
+    mixed = active * weight + held * (1.0 - weight)
+    if not exact:
+        return mixed
+    return torch.where(weight == 1, active, torch.where(weight == 0, held, mixed))
+
+
+class DifferentialGate:
+    """Denoiser wrapper ``(x, sigma, **kw) -> x0`` applying a per-pixel strength map; see the module doc."""
+
+    def __init__(self, inner, strength_map, latent, noise, sigmas, model_sampling, mode: str = "exact",
+                 gate_strength: float = 1.0, skip: bool = True):
+        if mode not in GATE_MODES:
+            raise ValueError(f"unknown gate mode {mode!r}; valid modes: {', '.join(GATE_MODES)}")
+        if not isinstance(gate_strength, (int, float)) or not 0.0 <= gate_strength <= 1.0:
+            raise ValueError(f"gate_strength must be in [0, 1], got {gate_strength!r}")
+        if noise.shape != latent.shape:
+            raise ValueError(
+                f"noise shape {tuple(noise.shape)} differs from latent shape {tuple(latent.shape)}")
+        self.inner = inner
+        self.model_sampling = model_sampling
+        self.mode = mode
+        self.gate_strength = float(gate_strength)
+        self.skip = skip
+        self.latent = latent
+        self.noise = noise
+        self.strength = resize_strength_map(strength_map, latent)
+        self.keep_mask = self.strength == 0
+        self.sigmas = sigmas
+        self._passes_mask = getattr(inner, "accepts_active_mask", False) is True
+        self.calls = 0
+        self.network_calls = 0
+        sigma_to = model_sampling.sigma_min
+        if sigmas[-1] > sigma_to:
+            sigma_to = sigmas[-1]
+        self._ts_to = model_sampling.timestep(torch.as_tensor(sigma_to))
+        self._ts_from = model_sampling.timestep(torch.as_tensor(sigmas[0]))
+
+    def threshold(self, sigma) -> torch.Tensor:
+        """τ at noise level σ (1 at the run's first σ, 0 at its last positive one)."""
+        sigma = torch.as_tensor(sigma)
+        current = self.model_sampling.timestep(sigma.reshape(-1)[0])
+        span = self._ts_from - self._ts_to
+        if self.mode != "comfy" and span == 0:
+            return torch.zeros((), dtype=torch.float32)
+        return (current - self._ts_to) / span
+
+    def active_mask(self, sigma) -> torch.Tensor:
+        """A at noise level σ: float32 (1 or B, 1, h, w), 1 = active (let the model change the pixel)."""
+        s = self.strength
+        if self.mode == "mask":
+            return s
+        binary = (s >= self.threshold(sigma).to(s.device)).to(s.dtype)
+        if self.mode == "exact":
+            binary = binary * (s > 0).to(s.dtype)
+            if self.gate_strength < 1:
+                return self.gate_strength * binary + (1 - self.gate_strength) * s
+            return binary
+        if self.gate_strength and self.gate_strength < 1:
+            return self.gate_strength * binary + (1 - self.gate_strength) * s
+        return binary
+
+    def __call__(self, x, sigma, **kwargs):
+        self.calls += 1
+        exact = self.mode != "comfy"
+        weight = self.active_mask(sigma).to(x.dtype)
+        if self.skip and not bool((weight != 0).any()):
+            return self.latent.to(x.dtype).expand_as(x).clone()
+        sigma_t = torch.as_tensor(sigma, device=x.device)
+        if sigma_t.ndim == 0:
+            sigma_t = sigma_t.expand(x.shape[0])
+        noised = self.model_sampling.noise_scaling(sigma_t, self.noise, self.latent)
+        x_in = blend(weight, x, noised, exact)
+        kwargs.pop("seed", None)
+        if self._passes_mask:
+            kwargs["active_mask"] = weight.expand(x.shape[0], 1, *weight.shape[-2:])
+        self.network_calls += 1
+        out = self.inner(x_in, sigma, **kwargs)
+        return blend(weight, out, self.latent, exact)

@@ -1,0 +1,109 @@
+"""One sampling run, as ComfyUI's KSampler: seed → noise, scheduler → σ, start latent, gate, sampler, result.
+
+``sample`` mirrors ComfyUI: noise from the seed, σ from the scheduler (denoise truncation, dropped
+penultimate σ for dpm_2 / dpm_2_ancestral / uni_pc / uni_pc_bh2), start x = noise_scaling(σ0, n, z) with the
+max-denoise rule, the sampler called with ``extra_args={"seed": seed}``, then inverse_noise_scaling. With a
+strength map the denoiser is wrapped in a ``DifferentialGate``; in "exact" and "mask" modes strength-0 pixels
+of the result are finally set to the input latent, so they come out bit-identical to it for every sampler.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .gate import GATE_MODES, DifferentialGate
+from .noise import ddim_inpaint_noise, prepare_noise
+from .schedules import SCHEDULERS, run_sigmas
+
+
+class CountingDenoiser:
+    """Pass-through wrapper for runs without a map: drops ``seed``, counts calls, exposes model_sampling."""
+
+    def __init__(self, inner, model_sampling):
+        self.inner = inner
+        self.model_sampling = model_sampling
+        self.calls = 0
+        self.network_calls = 0
+
+    def __call__(self, x, sigma, **kwargs):
+        kwargs.pop("seed", None)
+        self.calls += 1
+        self.network_calls += 1
+        return self.inner(x, sigma, **kwargs)
+
+
+def is_max_denoise(model_sampling, sigmas: torch.Tensor) -> bool:
+    """ComfyUI's rule: the run starts at full noise when σ0 ≥ σ_max (within relative 1e-5)."""
+    sigma_max = float(model_sampling.sigma_max)
+    sigma0 = float(sigmas[0])
+    return math.isclose(sigma_max, sigma0, rel_tol=1e-05) or sigma0 > sigma_max
+
+
+def _sampler_table() -> dict:
+    from .samplers import SAMPLERS
+
+    return SAMPLERS
+
+
+def _validate(samplers: dict, sampler, scheduler, steps, denoise, gate) -> None:
+    if sampler not in samplers:
+        raise ValueError(f"unknown sampler {sampler!r}; valid samplers: {', '.join(samplers)}")
+    if scheduler not in SCHEDULERS:
+        raise ValueError(f"unknown scheduler {scheduler!r}; valid schedulers: {', '.join(SCHEDULERS)}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    if isinstance(denoise, bool) or not isinstance(denoise, (int, float)) or not 0.0 < denoise <= 1.0:
+        raise ValueError(f"denoise must be in (0, 1], got {denoise!r}")
+    if gate not in GATE_MODES:
+        raise ValueError(f"unknown gate mode {gate!r}; valid modes: {', '.join(GATE_MODES)}")
+
+
+def sample(denoiser, latent: torch.Tensor, *, model_sampling, sampler: str, scheduler: str, steps: int, seed,
+           denoise: float = 1.0, strength_map=None, gate: str = "exact", gate_strength: float = 1.0,
+           callback=None, skip: bool = True, stats: dict | None = None, samplers: dict | None = None
+           ) -> torch.Tensor:
+    """Denoise ``latent`` (B, C, h, w, model space) and return the result latent.
+
+    ``denoiser(x, sigma, **kw) -> x0``; ``seed`` an int or one int per batch item; ``strength_map`` None
+    (change everything) or a map in [0, 1] at any resolution; ``callback`` gets k-diffusion's step dict
+    (``x``, ``i``, ``sigma``, ``sigma_hat``, ``denoised``) plus ``total_steps``; ``stats`` (a dict) is
+    filled with ``network_calls``, ``network_calls_without_skip`` and ``steps``. ``samplers`` overrides the
+    sampler table (default ``diffdiff.sampling.samplers.SAMPLERS``).
+    """
+    table = _sampler_table() if samplers is None else samplers
+    _validate(table, sampler, scheduler, steps, denoise, gate)
+    if latent.ndim != 4:
+        raise ValueError(f"latent must have shape (B, C, h, w), got {tuple(latent.shape)}")
+    noise = prepare_noise(latent, seed)
+    sigmas = run_sigmas(model_sampling, scheduler, steps, denoise, sampler).to(latent.device)
+
+    if strength_map is None:
+        model = CountingDenoiser(denoiser, model_sampling)
+    else:
+        held_noise = noise
+        if gate == "comfy" and sampler == "ddim":
+            held_noise = ddim_inpaint_noise(noise, seed)
+        model = DifferentialGate(denoiser, strength_map, latent, held_noise, sigmas, model_sampling,
+                                 mode=gate, gate_strength=gate_strength, skip=skip)
+
+    k_callback = None
+    if callback is not None:
+        total_steps = len(sigmas) - 1
+
+        def k_callback(info):
+            callback({**info, "total_steps": total_steps})
+
+    with torch.no_grad():
+        x = model_sampling.noise_scaling(sigmas[0], noise, latent, is_max_denoise(model_sampling, sigmas))
+        out = table[sampler](model, x, sigmas, extra_args={"seed": seed}, callback=k_callback, disable=True)
+        out = model_sampling.inverse_noise_scaling(sigmas[-1], out)
+        if strength_map is not None and gate != "comfy":
+            out = torch.where(model.keep_mask, latent, out)
+
+    if stats is not None:
+        stats["network_calls"] = model.network_calls
+        stats["network_calls_without_skip"] = model.calls
+        stats["steps"] = len(sigmas) - 1
+    return out
