@@ -278,7 +278,16 @@ def test_cli_writes_both_forms_and_refuses_to_overwrite(tmp_path, capsys):
     assert main(["make-tiny-model", str(tmp_path), "--single-file", "--overwrite"]) == 0
 
 
-def test_cli_overwrite_refuses_a_folder_that_is_not_a_model(tmp_path):
+def test_cli_overwrite_refuses_a_folder_that_is_not_a_model(tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("mine")
     assert main(["make-tiny-model", str(tmp_path), "--overwrite"]) == 2
+    assert "not a diffusers model folder" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_an_existing_empty_folder_is_filled(tmp_path):
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    assert make_tiny_model(folder, "sd1") == folder
+    assert (folder / "model_index.json").is_file() and (folder / "unet" / "config.json").is_file()

@@ -143,11 +143,12 @@ def _make_readable(path: Path) -> None:
 
 
 def _replace_folder(target: Path, family: str, overwrite: bool) -> Path:
-    if target.exists():
+    empty_folder = target.is_dir() and not any(target.iterdir())
+    if target.exists() and not empty_folder:
+        if not target.is_dir() or not (target / "model_index.json").exists():
+            raise DiffdiffError(f"{target} exists and is not a diffusers model folder; not replacing it")
         if not overwrite:
             raise DiffdiffError(f"{target} exists; pass --overwrite to replace it")
-        if not target.is_dir() or (any(target.iterdir()) and not (target / "model_index.json").exists()):
-            raise DiffdiffError(f"{target} is not a diffusers model folder; refusing to replace it")
     parent = target.parent
     parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=parent))
