@@ -132,6 +132,14 @@ def test_same_bytes_every_time(tmp_path, tiny):
     assert again_single.read_bytes() == single.read_bytes()
 
 
+def test_building_leaves_the_global_rng_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    build_tiny_components("sd1")
+    assert torch.equal(torch.rand(3), expected)
+
+
 def test_tiny_vae_downscales_by_eight():
     vae = build_tiny_components("sd1")["vae"]
     with torch.no_grad():

@@ -108,16 +108,17 @@ def build_tiny_components(family: str) -> dict[str, torch.nn.Module]:
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     components: dict[str, torch.nn.Module] = {}
-    for name, config in tiny_configs(family).items():
-        torch.manual_seed(SEEDS[name])
-        if name == "unet":
-            model = UNet2DConditionModel.from_config(config)
-        elif name == "vae":
-            model = AutoencoderKL.from_config(config)
-        else:
-            text_class = CLIPTextModelWithProjection if name == "text_encoder_2" else CLIPTextModel
-            model = text_class(CLIPTextConfig.from_dict(config))
-        components[name] = model.eval()
+    with torch.random.fork_rng(devices=[]):  # leave the caller's global RNG state as it was
+        for name, config in tiny_configs(family).items():
+            torch.manual_seed(SEEDS[name])
+            if name == "unet":
+                model = UNet2DConditionModel.from_config(config)
+            elif name == "vae":
+                model = AutoencoderKL.from_config(config)
+            else:
+                text_class = CLIPTextModelWithProjection if name == "text_encoder_2" else CLIPTextModel
+                model = text_class(CLIPTextConfig.from_dict(config))
+            components[name] = model.eval()
     return components
 
 
