@@ -94,7 +94,10 @@ def _base_settings(model, prompt, negative, options, width, height, extra) -> di
 def _run_sampler(model, latent, strength, *, prompt, negative, options, plan, width, height, callback,
                  sample_stats):
     """Conditioning → (tiled) denoiser → sample(); returns (result latent, tiler or None, tile count)."""
-    from diffdiff.sampling import sample
+    try:
+        from diffdiff.sampling import sample
+    except ImportError:  # the package may not re-export it
+        from diffdiff.sampling.sample import sample
 
     conditioning = model.encode_prompt(prompt, negative, width=width, height=height, batch=1)
     denoiser = model.denoiser(conditioning, options["cfg"])
@@ -158,7 +161,10 @@ def edit(image, strength_map, prompt: str, *, model, negative: str = "", sampler
     plan = plan_tiling(options["tile"], options["overlap"], padded_w, padded_h, model.family, scale)
 
     clean = encode(model, image_to_tensor(pixels).to(model.device), plan)
-    from diffdiff.maps import to_latent_grid
+    try:
+        from diffdiff.maps import to_latent_grid
+    except ImportError:  # the package may not re-export it
+        from diffdiff.maps.latent import to_latent_grid
 
     latent_map = to_latent_grid(padded_map, tuple(clean.shape[-2:])).to(clean.device, torch.float32)
     latent = clean.expand(options["batch"], -1, -1, -1).contiguous()

@@ -155,7 +155,7 @@ def pad_array(array: np.ndarray, height: int, width: int) -> np.ndarray:
 
 def image_to_tensor(pixels: np.ndarray) -> torch.Tensor:
     """uint8 (H, W, 3) → float32 (1, 3, H, W) in [-1, 1]."""
-    tensor = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).float()
+    tensor = torch.from_numpy(np.array(pixels, dtype=np.uint8, copy=True)).permute(2, 0, 1).float()
     return (tensor / 127.5 - 1.0).unsqueeze(0)
 
 

@@ -1,0 +1,135 @@
+"""edit/generate on a tiny random SD1 model: preservation, padding, batches, alpha, metadata, tiles."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from diffdiff import pipeline
+from diffdiff.errors import DiffdiffError
+from diffdiff.imageio import read_png_text
+
+WIDTH, HEIGHT = 90, 70  # neither a multiple of 8: exercises padding and cropping
+
+
+@pytest.fixture(scope="session")
+def tiny_sd1(tmp_path_factory):
+    from diffdiff.models import load_model, make_tiny_model
+
+    folder = make_tiny_model(tmp_path_factory.mktemp("tiny") / "sd1", "sd1")
+    return load_model(folder, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def photo():
+    rng = np.random.default_rng(7)
+    ramp = np.linspace(0, 255, WIDTH)[None, :, None].repeat(HEIGHT, 0).repeat(3, 2)
+    noise = rng.normal(0, 25, (HEIGHT, WIDTH, 3))
+    return Image.fromarray(np.clip(ramp + noise, 0, 255).astype(np.uint8))
+
+
+def _half_map(keep_columns=45):
+    strength = np.ones((HEIGHT, WIDTH), np.float32)
+    strength[:, :keep_columns] = 0.0
+    return strength
+
+
+def test_map_zero_pixels_are_bit_identical_and_size_is_kept(tiny_sd1, photo):
+    result = pipeline.edit(photo, _half_map(), "a red barn", model=tiny_sd1, steps=3, seed=1)
+    out = np.asarray(result.images[0])
+    original = np.asarray(photo)
+    assert result.images[0].size == (WIDTH, HEIGHT)
+    assert np.array_equal(out[:, :45], original[:, :45])
+    assert np.abs(out[:, 50:].astype(int) - original[:, 50:]).mean() > 5  # the map-1 side did change
+    assert result.opacities[0].shape == (HEIGHT, WIDTH)
+    assert np.all(result.opacities[0][:, :45] == 0.0)
+
+
+def test_without_composite_map_zero_pixels_go_through_the_vae(tiny_sd1, photo):
+    result = pipeline.edit(photo, _half_map(), "a red barn", model=tiny_sd1, steps=3, seed=1, composite=False)
+    out = np.asarray(result.images[0])
+    assert result.opacities is None
+    assert result.images[0].size == (WIDTH, HEIGHT)
+    assert not np.array_equal(out[:, :45], np.asarray(photo)[:, :45])
+
+
+def test_batch_item_equals_the_same_seed_alone(tiny_sd1, photo):
+    both = pipeline.edit(photo, _half_map(), "a boat", model=tiny_sd1, steps=3, seed=10, batch=2,
+                         sampler="euler_ancestral")
+    alone = pipeline.edit(photo, _half_map(), "a boat", model=tiny_sd1, steps=3, seed=11,
+                          sampler="euler_ancestral")
+    first = pipeline.edit(photo, _half_map(), "a boat", model=tiny_sd1, steps=3, seed=10,
+                          sampler="euler_ancestral")
+    batch_second = np.asarray(both.generated[1]).astype(int)
+    assert np.abs(batch_second - np.asarray(alone.generated[0])).max() <= 1
+    assert np.abs(np.asarray(both.generated[0]).astype(int) - np.asarray(first.generated[0])).max() <= 1
+    assert np.abs(batch_second - np.asarray(both.generated[0])).mean() > 1  # seeds differ, images differ
+
+
+def test_alpha_output_is_the_generated_image_with_opacity_alpha(tiny_sd1, photo):
+    result = pipeline.edit(photo, _half_map(), "a tree", model=tiny_sd1, steps=2, alpha=True)
+    layer = result.images[0]
+    assert layer.mode == "RGBA" and layer.size == (WIDTH, HEIGHT)
+    rgba = np.asarray(layer)
+    assert np.all(rgba[:, :45, 3] == 0)
+    assert rgba[:, 50:, 3].mean() > 0
+    assert np.array_equal(rgba[..., :3], np.asarray(result.generated[0]))
+    with pytest.raises(DiffdiffError, match="composite"):
+        pipeline.edit(photo, _half_map(), "a tree", model=tiny_sd1, steps=2, alpha=True, composite=False)
+
+
+def test_saved_png_carries_parameters_and_settings(tiny_sd1, photo, tmp_path):
+    result = pipeline.edit(photo, 0.5, "a cat, on a mat", model=tiny_sd1, steps=2, seed=3, batch=2,
+                           negative="blurry", cfg=5.5, scheduler="karras")
+    paths = result.save(tmp_path / "out.png")
+    assert [p.name for p in paths] == ["out.png", "out-1.png"]
+    second = read_png_text(paths[1])
+    lines = second["parameters"].split("\n")
+    assert lines[0] == "a cat, on a mat" and lines[1] == "Negative prompt: blurry"
+    assert "Steps: 2, Sampler: Euler, Schedule type: Karras, CFG scale: 5.5, Seed: 4, Size: 90x70" in lines[2]
+    assert f"Model hash: {tiny_sd1.short_hash}" in lines[2]
+    settings = json.loads(second["diffdiff"])
+    assert settings["seed"] == 4 and settings["batch_index"] == 1 and settings["map"] == "constant 0.5"
+    assert Image.open(paths[1]).size == (WIDTH, HEIGHT)
+
+
+def test_all_zero_map_costs_no_network_call_and_keeps_the_image(tiny_sd1, photo):
+    stats = {}
+    result = pipeline.edit(photo, 0.0, "anything", model=tiny_sd1, steps=4, stats=stats)
+    assert stats["network_calls"] == 0 and stats["network_calls_without_skip"] == 4
+    assert stats["steps"] == 4 and stats["tiles"] == 1 and stats["seconds"] > 0
+    assert np.array_equal(np.asarray(result.images[0]), np.asarray(photo))
+
+
+def test_tiled_edit_skips_idle_tiles(tiny_sd1):
+    image = Image.new("RGB", (192, 64), (120, 160, 200))
+    strength = np.zeros((64, 192), np.float32)
+    strength[:, 160:] = 1.0  # only the right end changes
+    stats = {}
+    result = pipeline.edit(image, strength, "sky", model=tiny_sd1, steps=2, tile=64, overlap=16, stats=stats)
+    assert stats["tiles"] > 1
+    # latent 24 wide, 8-wide tiles with overlap 2: only tiles reaching column 20+ have active pixels
+    assert 0 < stats["network_calls"] < stats["network_calls_without_skip"]
+    assert stats["network_calls_without_skip"] == 2 * stats["tiles"]
+    assert np.array_equal(np.asarray(result.images[0])[:, :150], np.asarray(image)[:, :150])
+
+
+def test_generate_returns_images_of_the_asked_size(tiny_sd1):
+    result = pipeline.generate("a house", model=tiny_sd1, width=50, height=42, steps=2, batch=2)
+    assert [image.size for image in result.images] == [(50, 42), (50, 42)]
+    assert result.settings["mode"] == "generate" and result.opacities is None
+
+
+def test_bad_inputs_fail_before_the_model_is_used(photo):
+    not_a_model = object()
+    with pytest.raises(DiffdiffError, match="aspect"):
+        pipeline.edit(photo, np.zeros((10, 10), np.float32), "x", model=not_a_model)
+    with pytest.raises(DiffdiffError, match="NaN"):
+        pipeline.edit(photo, np.full((HEIGHT, WIDTH), np.nan, np.float32), "x", model=not_a_model)
+    with pytest.raises(DiffdiffError, match="range|lie in"):
+        pipeline.edit(photo, np.full((HEIGHT, WIDTH), 1.5, np.float32), "x", model=not_a_model)
+    with pytest.raises(DiffdiffError, match="euler_ancestral"):
+        pipeline.edit(photo, 0.5, "x", model=not_a_model, sampler="eulr")
+    with pytest.raises(DiffdiffError, match="exact, comfy, mask"):
+        pipeline.edit(photo, 0.5, "x", model=not_a_model, gate="hard")
