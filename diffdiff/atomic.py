@@ -29,6 +29,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], overwri
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix or ".tmp", dir=path.parent or ".")
     os.close(fd)
     tmp_path = Path(tmp)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; give the file the permissions of a plain open()
     try:
         write(tmp_path)
         if path.exists() and not overwrite:
