@@ -92,15 +92,19 @@ def _common_options(args, **extra) -> dict:
         blend=args.blend, tile_batch=args.tile_batch)
 
 
-def _check_paths(args) -> list[Path]:
+def _check_outputs(args) -> list[Path]:
     from diffdiff.atomic import check_writable
-    from diffdiff.errors import DiffdiffError
     from diffdiff.imageio import check_outputs
 
-    outputs = check_outputs(args.output, args.batch if isinstance(args.batch, int) and args.batch > 0 else 1,
-                            overwrite=args.overwrite)
+    outputs = check_outputs(args.output, args.batch, overwrite=args.overwrite)
     if args.stats:
         check_writable(args.stats, overwrite=True)
+    return outputs
+
+
+def _check_model_paths(args) -> None:
+    from diffdiff.errors import DiffdiffError
+
     model = Path(args.model).expanduser()
     if not model.exists() and ("/" not in args.model or args.model.startswith((".", "/", "~"))):
         raise DiffdiffError(f"model {args.model} not found (give a checkpoint file, a folder or a hub id)")
@@ -109,7 +113,6 @@ def _check_paths(args) -> list[Path]:
     from diffdiff.models.device import resolve_device
 
     resolve_device(args.device)
-    return outputs
 
 
 def _load(args):
@@ -150,10 +153,11 @@ def run_edit(args) -> int:
         from diffdiff.errors import DiffdiffError
 
         raise DiffdiffError("--alpha writes the composite opacity; drop --no-composite to use it")
-    _check_paths(args)
+    _check_outputs(args)
     image = load_image(args.image)
     check_size(*image.size)
     strength, description = pixel_map(_map_argument(args.map), image.size, invert=args.invert_map)
+    _check_model_paths(args)
     model = _load(args)
     stats: dict = {}
     with StepProgress(options["steps"], description="edit", quiet=args.quiet) as progress:
@@ -179,7 +183,8 @@ def run_generate(args) -> int:
     for value, name in ((args.width, "--width"), (args.height, "--height")):
         if not 8 <= value <= 16384:
             raise DiffdiffError(f"{name} must lie in [8, 16384]; got {value}")
-    _check_paths(args)
+    _check_outputs(args)
+    _check_model_paths(args)
     model = _load(args)
     stats: dict = {}
     with StepProgress(options["steps"], description="generate", quiet=args.quiet) as progress:
