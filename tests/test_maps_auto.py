@@ -1,0 +1,81 @@
+"""Automatic maps: detail from local variance/gradients, depth from a tiny random Depth Anything model."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from diffdiff.errors import DiffdiffError
+from diffdiff.maps import depth_map, detail_map, load_depth_estimator
+
+
+def _half_textured(height=64, width=96):
+    rng = np.random.default_rng(0)
+    grey = np.full((height, width), 0.5)
+    grey[:, width // 2:] = rng.random((height, width // 2))
+    return Image.fromarray(np.round(grey * 255).astype(np.uint8)).convert("RGB")
+
+
+@pytest.mark.parametrize("measure", ["variance", "gradient"])
+def test_detail_map_is_high_where_textured(measure):
+    image = _half_textured()
+    m = detail_map(image, scale=3.0, measure=measure)
+    assert m.shape == (64, 96) and m.dtype == np.float32
+    assert m.min() >= 0 and m.max() <= 1
+    flat, busy = m[:, :30], m[:, 66:]
+    assert busy.mean() > 0.5 > flat.mean() + 0.3
+    reverse = detail_map(image, scale=3.0, measure=measure, reverse=True)
+    assert np.allclose(reverse, 1 - m, atol=1e-6)
+
+
+def test_detail_map_respects_min_and_max_strength():
+    m = detail_map(_half_textured(), scale=3.0, low=0.2, high=0.7)
+    assert np.isclose(m.min(), 0.2) and np.isclose(m.max(), 0.7)
+    flat = detail_map(Image.new("L", (20, 10), 90), low=0.3, high=0.9)
+    assert np.allclose(flat, 0.3)  # no detail anywhere: the low strength
+    with pytest.raises(DiffdiffError, match="scale"):
+        detail_map(_half_textured(), scale=0)
+
+
+@pytest.fixture(scope="module")
+def tiny_depth_model(tmp_path_factory):
+    from transformers import (
+        DepthAnythingConfig,
+        DepthAnythingForDepthEstimation,
+        Dinov2Config,
+        DPTImageProcessor,
+    )
+
+    backbone = Dinov2Config(hidden_size=16, num_hidden_layers=4, num_attention_heads=2, intermediate_size=32,
+                            patch_size=14, image_size=28, out_features=["stage1", "stage2", "stage3", "stage4"],
+                            reshape_hidden_states=False)
+    config = DepthAnythingConfig(backbone_config=backbone, reassemble_hidden_size=16, neck_hidden_sizes=[8] * 4,
+                                 fusion_hidden_size=8, head_hidden_size=8, patch_size=14)
+    torch.manual_seed(0)
+    model = DepthAnythingForDepthEstimation(config)
+    folder = tmp_path_factory.mktemp("tiny-depth")
+    model.save_pretrained(folder)
+    DPTImageProcessor(size={"height": 28, "width": 28}, keep_aspect_ratio=True, ensure_multiple_of=14,
+                      do_pad=False).save_pretrained(folder)
+    return folder
+
+
+def test_depth_map_from_tiny_model(tiny_depth_model):
+    estimator = load_depth_estimator(tiny_depth_model)
+    assert type(estimator.model).__name__ == "DepthAnythingForDepthEstimation"
+    image = Image.fromarray((np.random.default_rng(1).random((40, 60, 3)) * 255).astype(np.uint8))
+    near = depth_map(image, estimator)
+    far = depth_map(image, estimator, far=True)
+    assert near.shape == (40, 60) and near.dtype == np.float32
+    assert near.min() == 0.0 and near.max() == 1.0  # normalised to the full range
+    assert np.allclose(far, 1 - near, atol=1e-6)
+    # larger raw output = nearer for Depth Anything (disparity), so the nearest pixel is 1
+    from diffdiff.maps.depth import predict_depth
+
+    raw = predict_depth(image, estimator)
+    assert near.flat[np.argmax(raw)] == 1.0
+
+
+def test_depth_model_folder_missing_is_clear(tmp_path):
+    with pytest.raises(DiffdiffError, match="depth model"):
+        load_depth_estimator(tmp_path / "nowhere")
