@@ -46,11 +46,11 @@ def tiny_depth_model(tmp_path_factory):
         DPTImageProcessor,
     )
 
+    stages = ["stage1", "stage2", "stage3", "stage4"]
     backbone = Dinov2Config(hidden_size=16, num_hidden_layers=4, num_attention_heads=2, intermediate_size=32,
-                            patch_size=14, image_size=28, out_features=["stage1", "stage2", "stage3", "stage4"],
-                            reshape_hidden_states=False)
-    config = DepthAnythingConfig(backbone_config=backbone, reassemble_hidden_size=16, neck_hidden_sizes=[8] * 4,
-                                 fusion_hidden_size=8, head_hidden_size=8, patch_size=14)
+                            patch_size=14, image_size=28, out_features=stages, reshape_hidden_states=False)
+    config = DepthAnythingConfig(backbone_config=backbone, reassemble_hidden_size=16, patch_size=14,
+                                 neck_hidden_sizes=[8] * 4, fusion_hidden_size=8, head_hidden_size=8)
     torch.manual_seed(0)
     model = DepthAnythingForDepthEstimation(config)
     folder = tmp_path_factory.mktemp("tiny-depth")
@@ -79,3 +79,17 @@ def test_depth_map_from_tiny_model(tiny_depth_model):
 def test_depth_model_folder_missing_is_clear(tmp_path):
     with pytest.raises(DiffdiffError, match="depth model"):
         load_depth_estimator(tmp_path / "nowhere")
+
+
+def test_depth_verb_end_to_end(tiny_depth_model, tmp_path):
+    from diffdiff.cli.main import main
+    from diffdiff.maps import load_map
+
+    image = tmp_path / "photo.png"
+    Image.fromarray((np.random.default_rng(2).random((24, 36, 3)) * 255).astype(np.uint8)).save(image)
+    near, far = tmp_path / "near.png", tmp_path / "far.png"
+    assert main(["map", "depth", str(image), "--model", str(tiny_depth_model), "-o", str(near)]) == 0
+    assert main(["map", "depth", str(image), "--model", str(tiny_depth_model), "--far", "-o", str(far)]) == 0
+    near_map, far_map = load_map(near), load_map(far)
+    assert near_map.shape == (24, 36)
+    assert np.allclose(near_map + far_map, 1.0, atol=1.5 / 255)

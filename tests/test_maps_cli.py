@@ -27,7 +27,7 @@ def test_sources_and_operations_end_to_end(tmp_path):
 
     assert main(["map", "solid", "--size", "32x16", "--value", "0.25", "-o", out("solid.png")]) == 0
     assert load_map(out("solid.png")).shape == (16, 32)
-    assert main(["map", "linear", "--size", "40x8", "--angle", "0", "--bits", "16", "-o", out("lin.png")]) == 0
+    assert main(["map", "linear", "--size", "40x8", "--bits", "16", "-o", out("lin.png")]) == 0
     lin = load_map(out("lin.png"))
     assert lin[0, 0] == 0 and lin[0, -1] == 1
     assert main(["map", "radial", "--like", out("lin.png"), "--radius", "4", "-o", out("rad.png")]) == 0
@@ -35,7 +35,8 @@ def test_sources_and_operations_end_to_end(tmp_path):
     assert len(np.unique(load_map(out("fan.png")))) == 4
     assert main(["map", "invert", out("solid.png"), "-o", out("inv.png")]) == 0
     assert np.allclose(load_map(out("inv.png")), 0.75, atol=1 / 255)
-    assert main(["map", "combine", out("solid.png"), out("inv.png"), "--mode", "add", "-o", out("sum.png")]) == 0
+    assert main(["map", "combine", out("solid.png"), out("inv.png"), "--mode", "add",
+                 "-o", out("sum.png")]) == 0
     assert np.allclose(load_map(out("sum.png")), 1.0, atol=1 / 255)
     for args in (["levels", "--black", "0.1"], ["brightness-contrast", "--contrast", "2"],
                  ["threshold", "--level", "0.5"], ["blur", "--sigma", "1.5"], ["feather", "--radius", "3"],

@@ -7,7 +7,14 @@ import pytest
 from PIL import Image
 
 from diffdiff.errors import DiffdiffError
-from diffdiff.maps import linear_gradient, parse_region_table, radial_gradient, region_map, solid, strength_fan
+from diffdiff.maps import (
+    linear_gradient,
+    parse_region_table,
+    radial_gradient,
+    region_map,
+    solid,
+    strength_fan,
+)
 
 
 def test_solid_and_bad_values():
