@@ -78,14 +78,15 @@ def legend(width: int) -> Image.Image:
 
 
 def preview_image(image: Image.Image, strength_map, opacity: float = 0.55) -> Image.Image:
-    """The image with the map painted over it (colour ramp at `opacity`) and a legend bar below."""
+    """The image, in grey, with the map painted over it (colour ramp at `opacity`) and a legend bar below."""
     opacity = float(opacity)
     if not math.isfinite(opacity) or not 0.0 <= opacity <= 1.0:
         raise DiffdiffError(f"opacity must be in [0, 1]; got {opacity}")
     rgb = image.convert("RGB")
     width, height = rgb.size
     m = fit_map_to_image(strength_map, width, height)
-    base = np.asarray(rgb, dtype=np.float64)
+    # a grey base keeps the ramp's colours true (a blue tint over a yellow sun would read as grey)
+    base = np.asarray(rgb.convert("L"), dtype=np.float64)[..., None]
     tint = colour_ramp(m).astype(np.float64)
     mixed = np.round(base * (1.0 - opacity) + tint * opacity).astype(np.uint8)
     bar = legend(width)
