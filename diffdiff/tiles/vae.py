@@ -48,13 +48,14 @@ class _GroupNormStats:
             return F.group_norm(x, norm.num_groups, norm.weight, norm.bias, norm.eps)
         index, self.index = self.index, self.index + 1
         batch, channels = x.shape[:2]
-        grouped = x.reshape(batch, norm.num_groups, -1).to(torch.float64)
+        grouped = x.reshape(batch, norm.num_groups, -1).float()
         if self.mode == "record":
-            self.stats.append((grouped.mean(-1), grouped.var(-1, unbiased=False)))
+            wide = grouped.double()
+            self.stats.append((wide.mean(-1).float(), wide.var(-1, unbiased=False).float()))
         if index >= len(self.stats):
             raise DiffdiffError("tiled VAE: the network's GroupNorm calls changed between passes")
         mean, var = self.stats[index]
-        normed = (grouped - mean[..., None]) / torch.sqrt(var[..., None] + norm.eps)
+        normed = (grouped - mean[..., None]) * torch.rsqrt(var[..., None] + norm.eps)
         normed = normed.to(x.dtype).reshape(x.shape)
         if norm.affine:
             shape = (1, channels) + (1,) * (x.ndim - 2)
