@@ -136,3 +136,15 @@ def test_as_map_rejects_nan_bad_shape_and_range():
         as_map(np.array([[0.0, 1.5]]))
     out = as_map(np.ones((2, 3, 1), dtype=np.float64))
     assert out.shape == (2, 3) and out.dtype == np.float32
+
+
+def test_sixteen_bit_colour_channels_keep_their_precision(tmp_path):
+    import cv2
+
+    red = np.linspace(0, 65535, 1000).round().astype(np.uint16).reshape(10, 100)
+    bgr = np.stack([np.zeros_like(red), np.full_like(red, 65535), red], axis=-1)
+    path = tmp_path / "rgb16.png"
+    assert cv2.imwrite(str(path), bgr)
+    back = load_map(path, "red")
+    assert np.abs(back - red / 65535).max() <= 1 / 65535
+    assert np.allclose(load_map(path, "green"), 1.0) and np.allclose(load_map(path, "blue"), 0.0)
