@@ -133,3 +133,19 @@ def test_bad_inputs_fail_before_the_model_is_used(photo):
         pipeline.edit(photo, 0.5, "x", model=not_a_model, sampler="eulr")
     with pytest.raises(DiffdiffError, match="exact, comfy, mask"):
         pipeline.edit(photo, 0.5, "x", model=not_a_model, gate="hard")
+
+
+def test_tiling_plan_follows_the_documented_rules():
+    from diffdiff.pipeline_tiling import plan_tiling
+
+    off = plan_tiling("off", None, 4096, 4096, "sd1")
+    assert off.network_tile is None and off.vae_tile is None
+    native = plan_tiling("auto", None, 512, 512, "sd1")
+    assert native.network_tile is None and native.vae_tile is None
+    # 1536 px = 192 latent > 1.5 × 64: tiles of the native 64 latent px, a quarter overlap; 1.5 MP > 1 MP
+    large = plan_tiling("auto", None, 1536, 1024, "sd1")
+    assert (large.network_tile, large.network_overlap, large.vae_tile) == (64, 16, 512)
+    sdxl = plan_tiling("auto", None, 1536, 1024, "sdxl")  # 192 latent ≤ 1.5 × 128: untiled network
+    assert sdxl.network_tile is None
+    sized = plan_tiling(256, None, 1024, 1024, "sd1")
+    assert (sized.network_tile, sized.network_overlap, sized.vae_tile, sized.vae_overlap) == (32, 8, 256, 64)
