@@ -113,3 +113,16 @@ def test_region_table_forms(tmp_path):
         parse_region_table("{not json")
     with pytest.raises(DiffdiffError, match="colours"):
         region_map(_colour_image(), {"1": 0.5})
+
+
+def test_region_nearest_snaps_antialiased_colours():
+    rgb = np.asarray(_colour_image()).copy()
+    rgb[0, 0] = (250, 10, 5)  # almost red
+    rgb[5, 7] = (20, 20, 230)  # almost blue
+    image = Image.fromarray(rgb)
+    table = {"#ff0000": 0.3, "#ffffff": 1.0, "#0000ff": 0.0}
+    with pytest.raises(DiffdiffError, match="#fa0a05"):
+        region_map(image, table)
+    m = region_map(image, table, nearest=True)
+    assert m[0, 0] == np.float32(0.3) and m[5, 7] == 0.0
+    assert np.all(m[:3, 4:] == 1.0)

@@ -95,6 +95,8 @@ def _add_regions(p):
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="one region's strength, e.g. '#ff0000=0.3' or '2=0.5' (repeatable)")
     p.add_argument("--default", type=float, help="strength of unlisted regions (else an error)")
+    p.add_argument("--nearest", action="store_true",
+                   help="unlisted colours take the closest listed colour's strength (anti-aliased edges)")
 
 
 def _add_fan(p):
@@ -183,7 +185,7 @@ def _regions(args):
     table: dict = {}
     for entry in entries:
         table.update(maps.parse_region_table(entry))
-    return maps.region_map(args.image, table, default=args.default)
+    return maps.region_map(args.image, table, default=args.default, nearest=args.nearest)
 
 
 def _depth(args):

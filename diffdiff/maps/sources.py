@@ -184,12 +184,28 @@ def parse_region_table(spec) -> dict:
     return table
 
 
-def region_map(labels: Image.Image | str | os.PathLike, table, default: float | None = None) -> np.ndarray:
+def _nearest_values(present: np.ndarray, lookup: dict, grey: bool) -> dict:
+    """For every present key, the strength of the nearest table key (RGB or grey distance)."""
+    def points(keys):
+        keys = np.asarray(keys, dtype=np.int64)
+        if grey:
+            return keys[:, None].astype(np.float64)
+        return np.stack([(keys >> 16) & 255, (keys >> 8) & 255, keys & 255], axis=1).astype(np.float64)
+
+    table_keys = list(lookup)
+    distances = ((points(present)[:, None, :] - points(table_keys)[None, :, :]) ** 2).sum(axis=2)
+    closest = distances.argmin(axis=1)
+    return {int(k): lookup[table_keys[i]] for k, i in zip(present.tolist(), closest.tolist())}
+
+
+def region_map(labels: Image.Image | str | os.PathLike, table, default: float | None = None,
+               nearest: bool = False) -> np.ndarray:
     """A map with one strength per region of a colour-coded or label image, from `table`.
 
     Colour images (RGB, RGBA, palette) are matched by exact RGB colour; grayscale images by pixel value
     (integer label, or a grey colour such as "#808080" = 128). A region absent from the table raises an error
-    naming it, unless `default` gives the strength for everything unlisted.
+    naming it, unless `default` gives the strength for everything unlisted, or `nearest=True` gives each
+    unlisted colour the strength of the closest listed one (for anti-aliased or JPEG-saved region images).
     """
     if not isinstance(table, dict) or not all(isinstance(k, tuple) for k in table):
         table = parse_region_table(table)
@@ -220,6 +236,8 @@ def region_map(labels: Image.Image | str | os.PathLike, table, default: float | 
             lookup[(key[0] << 16) | (key[1] << 8) | key[2]] = value
         describe = lambda k: f"#{k:06x}"  # noqa: E731
     present, counts = np.unique(keys, return_counts=True)
+    if nearest and lookup:
+        lookup = {**_nearest_values(present, lookup, grey), **lookup}
     missing = [(k, n) for k, n in zip(present.tolist(), counts.tolist()) if k not in lookup]
     if missing and default is None:
         shown = ", ".join(f"{describe(k)} ({n} px)" for k, n in missing[:5])
