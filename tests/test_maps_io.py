@@ -148,3 +148,16 @@ def test_sixteen_bit_colour_channels_keep_their_precision(tmp_path):
     back = load_map(path, "red")
     assert np.abs(back - red / 65535).max() <= 1 / 65535
     assert np.allclose(load_map(path, "green"), 1.0) and np.allclose(load_map(path, "blue"), 0.0)
+
+
+def test_exif_orientation_is_applied_like_the_pipeline(tmp_path):
+    pixels = np.zeros((2, 4), np.uint8)
+    pixels[0, 0] = 255  # stored: top-left white
+    image = Image.fromarray(pixels)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # display rotated 90° clockwise
+    path = tmp_path / "rotated.jpg"
+    image.save(path, exif=exif.tobytes(), quality=100)
+    m = load_map(path)
+    assert m.shape == (4, 2)  # upright: width and height swap
+    assert m[0, 1] > 0.8 and m[3, 0] < 0.2  # the white corner is now top-right

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from diffdiff.atomic import atomic_write
 from diffdiff.errors import DiffdiffError
@@ -19,6 +19,9 @@ from diffdiff.errors import DiffdiffError
 SOURCES = ("luminance", "red", "green", "blue", "alpha")
 BITS = (8, 16)
 SIXTEEN_BIT_SUFFIXES = (".png", ".tif", ".tiff")
+EXIF_ORIENTATION = 0x0112
+ORIENTED_KEY = "diffdiff.oriented"  # set in .info when EXIF rotation was applied
+BITS_KEY = "diffdiff.bits"  # bits per sample remembered across the rotation
 # Rec. 601 luma weights, as PIL's "L" conversion uses.
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float64)
 
@@ -47,7 +50,10 @@ def as_map(array, name: str = "map") -> np.ndarray:
 
 
 def open_image(path: str | os.PathLike) -> Image.Image:
-    """Open and fully decode an image file; a missing, unreadable or truncated file raises DiffdiffError."""
+    """Open and fully decode an image file, EXIF orientation applied (as the edit pipeline reads images).
+
+    A missing, unreadable or truncated file raises DiffdiffError.
+    """
     path = Path(path)
     if not path.is_file():
         raise DiffdiffError(f"cannot read {path}: no such file")
@@ -62,11 +68,28 @@ def open_image(path: str | os.PathLike) -> Image.Image:
         raise DiffdiffError(f"cannot read {path}: the file is damaged or truncated ({exc})") from None
     finally:
         ImageFile.LOAD_TRUNCATED_IMAGES = previous
-    return image
+    return _upright(image)
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """Apply a non-trivial EXIF orientation; the decoded file object is kept when there is none."""
+    try:
+        orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+    except (OSError, ValueError, SyntaxError, KeyError, TypeError):
+        return image  # a broken EXIF block must not stop us; keep the stored orientation
+    if orientation in (None, 1):
+        return image
+    bits = _bits_per_sample(image)
+    turned = ImageOps.exif_transpose(image)
+    turned.info[ORIENTED_KEY] = True  # pixels no longer match the file's raw layout
+    turned.info[BITS_KEY] = bits
+    return turned
 
 
 def _bits_per_sample(image: Image.Image) -> int:
     """Bits per channel as the file declares them (TIFF tag 258); 8 when the format does not say."""
+    if BITS_KEY in image.info:
+        return int(image.info[BITS_KEY])
     tags = getattr(image, "tag_v2", None)
     if tags is not None and 258 in tags:
         value = tags[258]
@@ -103,7 +126,8 @@ def image_to_channels(image: Image.Image, path: Path | None = None) -> np.ndarra
         if not np.isfinite(values).all() or values.min() < 0 or values.max() > 1:
             raise DiffdiffError(f"floating-point image{where} must hold finite values in [0, 1]")
         return values[..., None]
-    if mode in ("RGB", "RGBA") and path is not None and path.suffix.lower() in SIXTEEN_BIT_SUFFIXES:
+    raw_layout = path is not None and not image.info.get(ORIENTED_KEY)
+    if mode in ("RGB", "RGBA") and raw_layout and path.suffix.lower() in SIXTEEN_BIT_SUFFIXES:
         deep = _read_sixteen_bit_colour(path)
         if deep is not None and deep.shape[:2] == (image.height, image.width):
             return deep
