@@ -134,6 +134,9 @@ def test_as_map_rejects_nan_bad_shape_and_range():
         as_map(np.zeros((2, 2, 3)))
     with pytest.raises(DiffdiffError, match=r"\[0, 1\]"):
         as_map(np.array([[0.0, 1.5]]))
+    assert np.array_equal(as_map(np.array([[True, False]])), np.array([[1.0, 0.0]], np.float32))
+    with pytest.raises(DiffdiffError, match="real numbers"):
+        as_map(np.array([["a", "b"]]))
     out = as_map(np.ones((2, 3, 1), dtype=np.float64))
     assert out.shape == (2, 3) and out.dtype == np.float32
 

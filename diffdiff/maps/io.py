@@ -37,6 +37,8 @@ def as_map(array, name: str = "map") -> np.ndarray:
         raise DiffdiffError(f"{name} must be a 2-D (height, width) array; got shape {tuple(array.shape)}")
     if array.shape[0] < 1 or array.shape[1] < 1:
         raise DiffdiffError(f"{name} is empty (shape {tuple(array.shape)})")
+    if array.dtype == np.bool_:  # a boolean mask: True = change
+        array = array.astype(np.float32)
     if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
         raise DiffdiffError(f"{name} must hold real numbers; got dtype {array.dtype}")
     array = array.astype(np.float32)
