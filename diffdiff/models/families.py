@@ -88,17 +88,43 @@ def resolve_family(
     *,
     family: str | None = None,
     prediction: str | None = None,
+    header_family: str | None = None,
 ) -> str:
-    """The family of an ldm-layout checkpoint, honouring the `family=` / `prediction=` overrides."""
+    """The family of an ldm-layout checkpoint, honouring the `family=` / `prediction=` overrides.
+
+    `header_family` (a tiny file's `diffdiff.family` metadata) decides an sd2 file's eps / v when the file
+    has no `v_pred` marker (before the weight heuristic).
+    A `family=` override must agree with the keys on the base family (sd1 / sd2 / sdxl): the keys decide
+    which text encoders exist, so an sdxl file read as sd1 would load and then fail at the first step.
+    """
     check_prediction(prediction)
     keys = list(keys)
+    detected = detect_base_family(keys) if family is None or _has_family_keys(keys) else None
     if family is not None:
         family = check_family(family)
-    else:
-        family = detect_base_family(keys)
-        if family == "sd2" and prediction is None and detect_v_prediction(keys, get_tensor):
-            family = "sd2-v"
+        if detected is not None and base_family(family) != detected:
+            raise DiffdiffError(
+                f"family {family!r} does not match the checkpoint, whose text-encoder keys are {detected}'s;"
+                " leave the family to detection"
+            )
+        return apply_prediction(family, prediction)
+    family = detected
+    if family == "sd2" and prediction is None and _sd2_is_v(keys, get_tensor, header_family):
+        family = "sd2-v"
     return apply_prediction(family, prediction)
+
+
+def _sd2_is_v(keys: list[str], get_tensor: Callable[[str], object], header_family: str | None) -> bool:
+    """ComfyUI's `v_pred` marker, else the tiny file's header family, else ComfyUI's weight heuristic."""
+    if V_PRED_MARKER in keys:
+        return True
+    if header_family in ("sd2", "sd2-v"):
+        return header_family == "sd2-v"
+    return detect_v_prediction(keys, get_tensor)
+
+
+def _has_family_keys(keys: list[str]) -> bool:
+    return any(key.startswith(prefix) for _, prefix in FAMILY_KEY_PREFIXES for key in keys)
 
 
 def apply_prediction(family: str, prediction: str | None) -> str:
@@ -119,31 +145,47 @@ def _read_json(path: Path) -> dict:
         raise DiffdiffError(f"cannot read {path}: {error}") from None
 
 
-def family_of_folder(folder: Path, *, family: str | None = None, prediction: str | None = None) -> str:
-    """The family of a diffusers folder from model_index.json, the UNet config and the scheduler config."""
-    check_prediction(prediction)
-    if family is not None:
-        return apply_prediction(check_family(family), prediction)
+def _scheduler_prediction(folder: Path) -> str:
+    scheduler_path = folder / "scheduler" / "scheduler_config.json"
+    scheduler = _read_json(scheduler_path) if scheduler_path.exists() else {}
+    return "v" if scheduler.get("prediction_type") == "v_prediction" else "eps"
+
+
+def detect_folder_family(folder: Path) -> tuple[str, bool]:
+    """(family, certain) of a diffusers folder from model_index.json, the UNet and scheduler configs.
+
+    Certain when the pipeline class / second encoder (SDXL) or the real context width (768 SD1, 1024 SD2)
+    says so; uncertain for tiny or unusual folders, told apart by the text encoder's activation.
+    """
     index = _read_json(folder / "model_index.json")
-    pipeline = str(index.get("_class_name", ""))
-    if "XL" in pipeline or "text_encoder_2" in index:
-        return apply_prediction("sdxl", prediction)
-    unet = _read_json(folder / "unet" / "config.json")
-    context = unet.get("cross_attention_dim")
-    if context == 768:
-        return apply_prediction("sd1", prediction)
-    if context == 1024:
-        if prediction is None:
-            scheduler_path = folder / "scheduler" / "scheduler_config.json"
-            scheduler = _read_json(scheduler_path) if scheduler_path.exists() else {}
-            prediction = "v" if scheduler.get("prediction_type") == "v_prediction" else "eps"
-        return apply_prediction("sd2", prediction)
-    # Tiny or unusual folders: fall back on the text encoder's width and the scheduler.
-    encoder = _read_json(folder / "text_encoder" / "config.json")
-    if encoder.get("hidden_act") == "gelu":  # OpenCLIP (SD2) uses gelu, OpenAI CLIP-L quick_gelu
-        scheduler_path = folder / "scheduler" / "scheduler_config.json"
-        scheduler = _read_json(scheduler_path) if scheduler_path.exists() else {}
-        if prediction is None:
-            prediction = "v" if scheduler.get("prediction_type") == "v_prediction" else "eps"
-        return apply_prediction("sd2", prediction)
-    return apply_prediction("sd1", prediction)
+    if "XL" in str(index.get("_class_name", "")) or "text_encoder_2" in index:
+        return "sdxl", True
+    context = _read_json(folder / "unet" / "config.json").get("cross_attention_dim")
+    if context in (768, 1024):
+        base, certain = ("sd1" if context == 768 else "sd2"), True
+    else:  # OpenCLIP (SD2) uses gelu, OpenAI CLIP-L quick_gelu
+        encoder = _read_json(folder / "text_encoder" / "config.json")
+        base, certain = ("sd2" if encoder.get("hidden_act") == "gelu" else "sd1"), False
+    if base == "sd2" and _scheduler_prediction(folder) == "v":
+        return "sd2-v", certain
+    return base, certain
+
+
+def family_of_folder(folder: Path, *, family: str | None = None, prediction: str | None = None) -> str:
+    """The family of a diffusers folder, honouring the `family=` / `prediction=` overrides.
+
+    An override must keep the detected base family where detection is certain (always for SDXL versus
+    the others: the folder's text encoders decide it).
+    """
+    check_prediction(prediction)
+    detected, certain = detect_folder_family(folder)
+    if family is None:
+        return apply_prediction(detected, prediction)
+    family = check_family(family)
+    sdxl_mismatch = (base_family(family) == "sdxl") != (detected == "sdxl")
+    if sdxl_mismatch or (certain and base_family(family) != base_family(detected)):
+        raise DiffdiffError(
+            f"family {family!r} does not match {folder.name}, which is {base_family(detected)} by its"
+            " configs; leave the family to detection"
+        )
+    return apply_prediction(family, prediction)

@@ -76,3 +76,14 @@ def load_folder_tokenizers(folder: Path, family: str) -> list:
         else:
             tokenizers.append(load_tokenizer(kind))
     return tokenizers
+
+
+def load_vae_folder(path: Path, dtype: torch.dtype, allow_pickle: bool = False):
+    """An AutoencoderKL from a diffusers VAE folder (config.json + weights) or a model folder's vae/."""
+    from diffusers import AutoencoderKL
+
+    if (path / "vae" / "config.json").is_file():
+        return _from_pretrained(AutoencoderKL, path, "vae", dtype, allow_pickle)
+    if (path / "config.json").is_file():
+        return _from_pretrained(AutoencoderKL, path.parent, path.name, dtype, allow_pickle)
+    raise DiffdiffError(f"VAE folder {path} has neither config.json nor vae/config.json")

@@ -6,6 +6,8 @@ Everything is offline: single files use configs from their header or shipped in 
 
 from __future__ import annotations
 
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -13,16 +15,19 @@ import torch
 from ..errors import DiffdiffError
 from .device import resolve_device, resolve_dtype, vae_dtype
 from .families import TEXT_COMPONENTS, check_prediction, family_of_folder, resolve_family
-from .folder import load_folder_modules
+from .folder import load_folder_modules, load_vae_folder
 from .hub import cached_snapshot, looks_like_hub_id
 from .loaded import LoadedModel
 from .single_file import (
+    FAMILY_METADATA_KEY,
     ConfigFolder,
     build_text_encoder,
     build_unet,
     build_vae,
+    configs_from_metadata,
     normalise_keys,
     read_checkpoint,
+    write_config_folder,
 )
 
 
@@ -30,27 +35,56 @@ def load_model(source, *, family=None, prediction=None, vae=None, device="auto",
                allow_pickle=False) -> LoadedModel:
     """Load an SD1.x / SD2.x (eps or v) / SDXL model from a file, a diffusers folder or a cached hub id.
 
-    `family` / `prediction` ("eps" | "v") override detection; `vae` is an optional separate VAE file
-    (.safetensors, ldm or diffusers layout); `device` "auto|cpu|cuda|mps"; `dtype` fp16|bf16|fp32 (default
-    fp16 on GPUs, fp32 on CPU; an fp16 model keeps its VAE in fp32).
+    `family` / `prediction` ("eps" | "v") override detection (a family must agree with the checkpoint's
+    text encoders); `vae` is an optional separate VAE file (.safetensors, ldm or diffusers layout) or
+    diffusers VAE folder; `device` "auto|cpu|cuda|mps"; `dtype` fp16|bf16|fp32 (default fp16 on GPUs,
+    fp32 on CPU; an fp16 model keeps its VAE in fp32).
     """
     check_prediction(prediction)
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(torch_device, dtype)
     source_text = str(source)
     path = Path(source_text).expanduser()
-    if path.is_dir():
-        return _load_folder(path, path.name, family, prediction, vae, torch_device, torch_dtype, allow_pickle)
-    if path.exists() or not looks_like_hub_id(source_text):
-        return _load_file(path, family, prediction, vae, torch_device, torch_dtype, allow_pickle)
-    folder = cached_snapshot(source_text)
-    return _load_folder(folder, source_text, family, prediction, vae, torch_device, torch_dtype, allow_pickle)
+    with quiet_libraries():
+        if path.is_dir():
+            return _load_folder(path, path.name, family, prediction, vae, torch_device, torch_dtype,
+                                allow_pickle)
+        if path.exists() or not looks_like_hub_id(source_text):
+            return _load_file(path, family, prediction, vae, torch_device, torch_dtype, allow_pickle)
+        folder = cached_snapshot(source_text)
+        return _load_folder(folder, source_text, family, prediction, vae, torch_device, torch_dtype,
+                            allow_pickle)
+
+
+@contextmanager
+def quiet_libraries():
+    """Silence diffusers' / transformers' info chatter and progress bars while loading; errors still show.
+
+    (diffusers warns on every `.to(dtype)` of a model whose fp32 module list is empty, and suggests
+    installing accelerate; transformers draws a "Loading weights" bar per text encoder.)
+    """
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    levels = diffusers_logging.get_verbosity(), transformers_logging.get_verbosity()
+    bar = transformers_logging.is_progress_bar_enabled()
+    diffusers_logging.set_verbosity_error()
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        diffusers_logging.set_verbosity(levels[0])
+        transformers_logging.set_verbosity(levels[1])
+        if bar:
+            transformers_logging.enable_progress_bar()
 
 
 def _load_file(path, family, prediction, vae, device, dtype, allow_pickle) -> LoadedModel:
     state_dict, metadata = read_checkpoint(path, allow_pickle=allow_pickle)
     state_dict = normalise_keys(state_dict)
-    family = resolve_family(state_dict.keys(), state_dict.__getitem__, family=family, prediction=prediction)
+    family = resolve_family(state_dict.keys(), state_dict.__getitem__, family=family, prediction=prediction,
+                            header_family=metadata.get(FAMILY_METADATA_KEY))
     with ConfigFolder(metadata, family) as configs:
         unet = build_unet(state_dict, configs, dtype)
         text_encoders = [
@@ -71,9 +105,19 @@ def _load_file(path, family, prediction, vae, device, dtype, allow_pickle) -> Lo
 
 
 def _load_vae(vae_path, config_folder: Path, allow_pickle: bool):
-    vae_path = Path(vae_path).expanduser()
-    state_dict, _ = read_checkpoint(vae_path, allow_pickle=allow_pickle)
-    return build_vae(state_dict, config_folder, torch.float32)
+    """A separate VAE: a diffusers folder, or a file built with its own header config (tiny files) or else
+    with the model's VAE config (`config_folder`)."""
+    path = Path(vae_path).expanduser()
+    if not path.exists():
+        raise DiffdiffError(f"VAE not found: {path}")
+    if path.is_dir():
+        return load_vae_folder(path, torch.float32, allow_pickle)
+    state_dict, metadata = read_checkpoint(path, allow_pickle=allow_pickle)
+    own_config = (configs_from_metadata(metadata) or {}).get("vae")
+    if own_config is None:
+        return build_vae(state_dict, config_folder, torch.float32)
+    with tempfile.TemporaryDirectory(prefix="diffdiff-vae-") as temp:
+        return build_vae(state_dict, write_config_folder({"vae": own_config}, Path(temp)), torch.float32)
 
 
 def _hash_file_of_folder(folder: Path) -> Path | None:

@@ -139,7 +139,8 @@ class ConfigFolder:
             self._temp.cleanup()
 
 
-def _load_strict(model, weights: dict, component: str) -> None:
+def _check_weights(model, weights: dict, component: str) -> None:
+    """Strict loading: every weight of `model` (but position ids) present, with the config's shape."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in weights and not k.endswith("position_ids")]
     if missing:
@@ -153,7 +154,42 @@ def _load_strict(model, weights: dict, component: str) -> None:
             f"{component} weight {key} has shape {tuple(weights[key].shape)}, config expects"
             f" {tuple(expected[key].shape)}; wrong family or config"
         )
-    model.load_state_dict({k: v for k, v in weights.items() if k in expected}, strict=False)
+
+
+def _build_strict(factory, convert, component: str):
+    """`factory()` holding the weights `convert(model)` gives, checked by `_check_weights`.
+
+    The checks run on a meta-device skeleton, so a file that does not fit fails before a full-size network
+    is allocated. When the weights cover every parameter and buffer, the skeleton takes them as they are
+    (no random initialisation to overwrite); otherwise (non-persistent buffers such as CLIP's position ids)
+    a real model is built and the weights copied in.
+    """
+    with torch.device("meta"):
+        skeleton = factory()
+    weights = convert(skeleton)
+    _check_weights(skeleton, weights, component)
+    expected = skeleton.state_dict()
+    selected = {k: v for k, v in weights.items() if k in expected}
+    tensors = [name for name, _ in skeleton.named_parameters()]
+    tensors += [name for name, _ in skeleton.named_buffers()]
+    if set(tensors) <= set(selected):
+        skeleton.load_state_dict(selected, strict=True, assign=True)
+        return skeleton
+    model = factory()
+    model.load_state_dict(selected, strict=False)
+    return model
+
+
+def _convert(converter, component: str, *args):
+    """Run one of diffusers' ldm converters; its KeyError / IndexError on a missing block becomes ours."""
+    try:
+        return converter(*args)
+    except (KeyError, IndexError, ValueError) as error:
+        reason = " ".join(str(error).split())[:120]
+        raise DiffdiffError(
+            f"checkpoint lacks {component} weights its config expects ({type(error).__name__}: {reason});"
+            " wrong family or an incomplete file?"
+        ) from None
 
 
 def build_unet(state_dict: dict, config_folder: Path, dtype: torch.dtype):
@@ -161,8 +197,11 @@ def build_unet(state_dict: dict, config_folder: Path, dtype: torch.dtype):
     from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint
 
     config = UNet2DConditionModel.load_config(str(config_folder), subfolder="unet", local_files_only=True)
-    unet = UNet2DConditionModel.from_config(config)
-    _load_strict(unet, convert_ldm_unet_checkpoint(state_dict, config), "unet")
+    unet = _build_strict(
+        lambda: UNet2DConditionModel.from_config(config),
+        lambda _: _convert(convert_ldm_unet_checkpoint, "unet", state_dict, config),
+        "unet",
+    )
     return unet.to(dtype).eval()
 
 
@@ -172,12 +211,11 @@ def build_vae(state_dict: dict, config_folder: Path, dtype: torch.dtype):
     from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
 
     config = AutoencoderKL.load_config(str(config_folder), subfolder="vae", local_files_only=True)
-    vae = AutoencoderKL.from_config(config)
     if any(k.startswith("encoder.down_blocks.") for k in state_dict):
         weights = state_dict  # already diffusers layout
     else:
-        weights = convert_ldm_vae_checkpoint(state_dict, config)
-    _load_strict(vae, weights, "vae")
+        weights = _convert(convert_ldm_vae_checkpoint, "vae", state_dict, config)
+    vae = _build_strict(lambda: AutoencoderKL.from_config(config), lambda _: weights, "vae")
     return vae.to(dtype).eval()
 
 
@@ -197,12 +235,16 @@ def build_text_encoder(state_dict: dict, config_folder: Path, family: str, compo
     with_projection = family == "sdxl" and component == "text_encoder_2"
     config = CLIPTextConfig.from_pretrained(str(config_folder), subfolder=component, local_files_only=True)
     model_class = CLIPTextModelWithProjection if with_projection else CLIPTextModel
-    model = model_class(config)
-    if family == "sd2" or with_projection:
-        weights = convert_open_clip_checkpoint(model, state_dict, prefix=OPEN_CLIP_PREFIXES[family])
-        if not with_projection:
-            weights.pop("text_projection.weight", None)
-    else:
-        weights = convert_ldm_clip_checkpoint(state_dict)
-    _load_strict(model, _strip_wrapper(model, weights), component)
+
+    def convert(model):
+        if family == "sd2" or with_projection:
+            prefix = OPEN_CLIP_PREFIXES[family]
+            weights = _convert(convert_open_clip_checkpoint, component, model, state_dict, prefix)
+            if not with_projection:
+                weights.pop("text_projection.weight", None)
+        else:
+            weights = _convert(convert_ldm_clip_checkpoint, component, state_dict)
+        return _strip_wrapper(model, weights)
+
+    model = _build_strict(lambda: model_class(config), convert, component)
     return model.to(dtype).eval()
