@@ -5,8 +5,9 @@ every side (clipped to the image) and only the core of the result is kept, so me
 tile size. A plain per-tile run would normalise every GroupNorm with that tile's own mean and variance,
 which shifts colours tile by tile. Here every GroupNorm of every tile uses the same statistics, measured
 on the whole image: a first pass runs the whole input, area-downscaled to at most `stats_size` px
-(default 2 × tile; no downscale when it fits), and each GroupNorm call records its per-group mean and
-variance; the tile pass then normalises with those. Feature means and variances of natural images are
+(default: the tile size, so it costs one tile; none when it fits), and each GroupNorm call records
+its per-group mean and variance; the tile pass then normalises with those. Feature means and variances
+of natural images are
 close to scale-invariant, and inputs up to `stats_size` get the exact full-resolution statistics, so the
 tiled result differs from the untiled one only by the receptive field cut off at the padded tile edges
 (and by the attention block seeing one tile instead of the whole image).
@@ -48,19 +49,23 @@ class _GroupNormStats:
             return F.group_norm(x, norm.num_groups, norm.weight, norm.bias, norm.eps)
         index, self.index = self.index, self.index + 1
         batch, channels = x.shape[:2]
-        grouped = x.reshape(batch, norm.num_groups, -1).float()
         if self.mode == "record":
-            wide = grouped.double()
-            self.stats.append((wide.mean(-1).float(), wide.var(-1, unbiased=False).float()))
+            var, mean = torch.var_mean(x.reshape(batch, norm.num_groups, -1).float(), dim=-1, unbiased=False)
+            self.stats.append((mean, var))
         if index >= len(self.stats):
             raise DiffdiffError("tiled VAE: the network's GroupNorm calls changed between passes")
         mean, var = self.stats[index]
-        normed = (grouped - mean[..., None]) * torch.rsqrt(var[..., None] + norm.eps)
-        normed = normed.to(x.dtype).reshape(x.shape)
+        # y = (x - mean_g) / sqrt(var_g + eps) * w_c + b_c  ==  x * scale_c + shift_c (one fused pass over x)
+        per_group = channels // norm.num_groups
+        inv = torch.rsqrt(var + norm.eps).repeat_interleave(per_group, dim=1)  # (B, C)
+        centre = mean.repeat_interleave(per_group, dim=1)
         if norm.affine:
-            shape = (1, channels) + (1,) * (x.ndim - 2)
-            normed = normed * norm.weight.reshape(shape) + norm.bias.reshape(shape)
-        return normed
+            scale = inv * norm.weight.float()
+            shift = norm.bias.float() - centre * scale
+        else:
+            scale, shift = inv, -centre * inv
+        shape = (batch, channels) + (1,) * (x.ndim - 2)
+        return torch.addcmul(shift.to(x.dtype).reshape(shape), x, scale.to(x.dtype).reshape(shape))
 
 
 @contextmanager
@@ -97,7 +102,7 @@ def _run_tiled(net, module: torch.nn.Module, inp: torch.Tensor, tile: int, overl
     out = inp.new_empty((batch, out_channels, round(height * factor), round(width * factor)))
     with _patched_group_norms(module, hook):
         if stats == "global":
-            limit = 2 * tile if stats_size is None else stats_size
+            limit = tile if stats_size is None else stats_size
             scale = min(1.0, limit / max(height, width))
             small_hw = tuple(max(align, round(size * scale / align) * align) for size in (height, width))
             small = inp if small_hw == (height, width) else (
