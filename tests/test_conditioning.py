@@ -4,15 +4,14 @@ import dataclasses
 
 import pytest
 import torch
-from test_loading import build_tiny_folder
 
-from diffdiff.models import load_model
+from diffdiff.models import load_model, make_tiny_model
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny-cond")
-    return {family: load_model(build_tiny_folder(root / family, family), device="cpu")
+    return {family: load_model(make_tiny_model(root / family, family), device="cpu")
             for family in ("sd1", "sdxl")}
 
 
@@ -28,11 +27,11 @@ def test_sd1_uses_last_hidden_state(models):
     with torch.no_grad():
         expected = encoder(_ids(tokenizer, "a red fox")).last_hidden_state
         expected_negative = encoder(_ids(tokenizer, "blurry")).last_hidden_state
-    assert cond.embeds.shape == (1, 77, 32)
+    assert cond.embeds.shape == (1, 77, 16)
     torch.testing.assert_close(cond.embeds, expected)
     torch.testing.assert_close(cond.negative_embeds, expected_negative)
     assert cond.pooled is None and cond.time_ids is None
-    assert model.encode_prompt("a red fox", batch=3).embeds.shape == (3, 77, 32)
+    assert model.encode_prompt("a red fox", batch=3).embeds.shape == (3, 77, 16)
 
 
 def test_sdxl_concatenates_penultimate_layers_and_adds_pooled_and_time_ids(models):
@@ -45,9 +44,9 @@ def test_sdxl_concatenates_penultimate_layers_and_adds_pooled_and_time_ids(model
     assert cond.embeds.shape == (1, 77, 16 + 32)
     torch.testing.assert_close(cond.embeds[..., :16], out_1.hidden_states[-2])
     torch.testing.assert_close(cond.embeds[..., 16:], out_2.hidden_states[-2])
-    assert cond.pooled.shape == (1, 16)
+    assert cond.pooled.shape == (1, 32)
     torch.testing.assert_close(cond.pooled, out_2.text_embeds)
-    assert cond.negative_pooled.shape == (1, 16)
+    assert cond.negative_pooled.shape == (1, 32)
     assert cond.time_ids.tolist() == [[64.0, 96.0, 0.0, 0.0, 64.0, 96.0]]  # orig h, w, crop, target h, w
     # SD2's OpenCLIP tokenizer pads with "!" (id 0), CLIP-L with <|endoftext|> (49407)
     assert _ids(tok_2, "a castle")[0, -1].item() == 0 and _ids(tok_1, "a castle")[0, -1].item() == 49407

@@ -1,84 +1,22 @@
 """load_model: family detection, folders, single files, hub cache, pickles, corrupt files, devices."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
 from diffdiff.errors import DiffdiffError
-from diffdiff.models import LoadedModel, load_model
+from diffdiff.models import LoadedModel, load_model, make_tiny_model
 from diffdiff.models.device import resolve_device, resolve_dtype, vae_dtype
 from diffdiff.models.families import detect_base_family, detect_v_prediction, resolve_family
 
-# --- tiny diffusers folders built here with the real classes ---------------------------------------
-
-WIDTHS = {"sd1": (32,), "sd2": (32,), "sd2-v": (32,), "sdxl": (16, 32)}
-
-
-def _clip_config(width, act, projection=None):
-    from transformers import CLIPTextConfig
-
-    extra = {"projection_dim": projection} if projection else {}
-    return CLIPTextConfig(vocab_size=49408, hidden_size=width, intermediate_size=2 * width,
-                          num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=77,
-                          hidden_act=act, **extra)
-
-
-def build_tiny_folder(folder: Path, family: str) -> Path:
-    """A deterministic tiny diffusers folder of `family` (random weights, real classes)."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTextModelWithProjection
-
-    from diffdiff.models.tokenizer import FAMILY_TOKENIZERS, write_tokenizer_files
-
-    torch.manual_seed(0)
-    xl = family == "sdxl"
-    context = sum(WIDTHS[family])
-    unet_extra = {}
-    if xl:
-        unet_extra = dict(addition_embed_type="text_time", addition_time_embed_dim=8,
-                          projection_class_embeddings_input_dim=6 * 8 + 16)
-    UNet2DConditionModel(
-        sample_size=8, block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=context, attention_head_dim=4, **unet_extra,
-    ).save_pretrained(folder / "unet")
-    AutoencoderKL(
-        block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=8, sample_size=32,
-        scaling_factor=0.13025 if xl else 0.18215,
-    ).save_pretrained(folder / "vae")
-    act = "quick_gelu" if family == "sd1" else "gelu"
-    if xl:
-        CLIPTextModel(_clip_config(16, "quick_gelu")).save_pretrained(folder / "text_encoder")
-        encoder_2 = CLIPTextModelWithProjection(_clip_config(32, "gelu", projection=16))
-        encoder_2.save_pretrained(folder / "text_encoder_2")
-    else:
-        CLIPTextModel(_clip_config(32, act)).save_pretrained(folder / "text_encoder")
-    for index, kind in enumerate(FAMILY_TOKENIZERS[family]):
-        write_tokenizer_files(folder / ("tokenizer" if index == 0 else "tokenizer_2"), kind)
-    prediction = "v_prediction" if family == "sd2-v" else "epsilon"
-    (folder / "scheduler").mkdir()
-    (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(
-        {"_class_name": "EulerDiscreteScheduler", "prediction_type": prediction}))
-    pipeline = "StableDiffusionXLPipeline" if xl else "StableDiffusionPipeline"
-    index = {"_class_name": pipeline, "unet": ["diffusers", "UNet2DConditionModel"]}
-    if xl:
-        index["text_encoder_2"] = ["transformers", "CLIPTextModelWithProjection"]
-    (folder / "model_index.json").write_text(json.dumps(index))
-    return folder
+# --- tiny diffusers folders (make_tiny_model: real classes, seeded weights) ------------------------------
 
 
 @pytest.fixture(scope="session")
 def tiny_folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny-folders")
-    return {family: build_tiny_folder(root / family, family) for family in ("sd1", "sd2-v", "sdxl")}
-
-
-def _state(module):
-    return {k: v.clone() for k, v in module.state_dict().items()}
+    return {family: make_tiny_model(root / family, family) for family in ("sd1", "sd2-v", "sdxl")}
 
 
 def _assert_same_weights(loaded, folder, component, model_class):
@@ -166,7 +104,7 @@ def test_load_folder_recognises_family_and_keeps_weights(tiny_folders, family):
     assert model.family == family
     assert model.model_sampling.prediction == ("v" if family == "sd2-v" else "eps")
     assert model.dtype == torch.float32 and model.device.type == "cpu"
-    assert model.latent_channels == 4 and model.vae_scale == 2
+    assert model.latent_channels == 4 and model.vae_scale == 8
     assert model.scaling_factor == pytest.approx(0.13025 if family == "sdxl" else 0.18215)
     _assert_same_weights(model.unet, folder, "unet", UNet2DConditionModel)
     _assert_same_weights(model.vae, folder, "vae", AutoencoderKL)
@@ -181,13 +119,13 @@ def test_folder_prediction_override(tiny_folders):
 
 def test_vae_round_trip_shapes_and_range(tiny_folders):
     model = load_model(tiny_folders["sd1"], device="cpu")
-    images = torch.rand(1, 3, 16, 16) * 2 - 1
+    images = torch.rand(1, 3, 64, 64) * 2 - 1
     latents = model.vae_encode(images)
     assert latents.shape == (1, 4, 8, 8) and latents.dtype == torch.float32
     mean = model.vae.encode(images).latent_dist.mean
     torch.testing.assert_close(latents, mean * 0.18215)
     decoded = model.vae_decode(latents)
-    assert decoded.shape == (1, 3, 16, 16)
+    assert decoded.shape == (1, 3, 64, 64)
     assert decoded.min() >= -1 and decoded.max() <= 1
 
 
