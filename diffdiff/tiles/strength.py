@@ -58,17 +58,18 @@ def detail_unit_map(image: Image.Image) -> np.ndarray:
 
 def quadtree_unit_map(image: Image.Image, max_tile: int = 64, min_tile: int = 8, threshold: float = 0.15,
                       vae_scale: int = 8) -> np.ndarray:
-    """Leaf depth of a detail quadtree on the latent grid, 0 (largest leaves) .. 1 (smallest), smoothed."""
+    """Leaf depth of a detail quadtree on the latent grid, 0 (shallowest leaves) .. 1 (deepest), smoothed."""
     width, height = image.size
     latent_hw = (max(1, height // vae_scale), max(1, width // vae_scale))
     detail = detail_unit_map(image)
     small = cv2.resize(detail, (latent_hw[1], latent_hw[0]), interpolation=cv2.INTER_AREA)
     leaves = plan_quadtree(small, max_tile=max_tile, min_tile=min(min_tile, max_tile), threshold=threshold)
-    deepest = max(t.level for t in leaves)
+    shallowest, deepest = min(t.level for t in leaves), max(t.level for t in leaves)
     values = np.zeros(latent_hw)
     for leaf in leaves:
         y, x, h, w = leaf.core_box
-        values[y:y + h, x:x + w] = leaf.level / deepest if deepest else 0.0
+        if deepest > shallowest:
+            values[y:y + h, x:x + w] = (leaf.level - shallowest) / (deepest - shallowest)
     values = cv2.GaussianBlur(values, (0, 0), max(1.0, min_tile / 2))  # soften leaf borders
     return np.clip(cv2.resize(values, (width, height), interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
 

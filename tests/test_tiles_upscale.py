@@ -1,0 +1,69 @@
+"""Strength sources for tiled refinement and the `upscale` verb end to end on a tiny SD1 model."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from diffdiff.cli.main import main
+from diffdiff.errors import DiffdiffError
+from diffdiff.tiles.strength import strength_map_for
+from diffdiff.upscale import pixel_upscale
+
+
+def sky_and_ground(size: int = 128) -> Image.Image:
+    rng = np.random.default_rng(0)
+    pixels = np.zeros((size, size, 3), np.uint8)
+    pixels[: size // 2] = (120, 170, 230)
+    pixels[size // 2:] = rng.integers(0, 255, (size - size // 2, size, 3))
+    return Image.fromarray(pixels)
+
+
+@pytest.mark.parametrize("source", ["detail", "quadtree"])
+def test_detail_sources_give_more_strength_to_texture_within_range(source):
+    image = sky_and_ground(256)
+    s = strength_map_for(image, source, min_strength=0.1, max_strength=0.6)
+    assert s.shape == (256, 256) and s.dtype == np.float32
+    assert s.min() >= 0.1 - 1e-6 and s.max() <= 0.6 + 1e-6
+    assert s[:64].mean() < 0.2 and s[192:].mean() > 0.4  # flat sky low, textured ground high
+    if source == "quadtree":  # smoothed: no jump larger than a fraction of the range between neighbours
+        assert np.abs(np.diff(s, axis=0)).max() < 0.1
+
+
+def test_map_and_uniform_sources(tmp_path):
+    Image.fromarray(np.tile(np.linspace(0, 255, 64).astype(np.uint8), (32, 1))).save(tmp_path / "m.png")
+    image = Image.new("RGB", (128, 64))
+    s = strength_map_for(image, "map", map_path=tmp_path / "m.png", min_strength=0.2, max_strength=0.4)
+    assert s.shape == (64, 128) and abs(s[:, 0].mean() - 0.2) < 0.01 and abs(s[:, -1].mean() - 0.4) < 0.01
+    assert np.all(strength_map_for(image, "uniform", strength=0.3) == np.float32(0.3))
+    with pytest.raises(DiffdiffError, match="detail, quadtree, map, uniform"):
+        strength_map_for(image, "edges")
+    with pytest.raises(DiffdiffError, match="min strength"):
+        strength_map_for(image, "detail", min_strength=0.7, max_strength=0.2)
+
+
+def test_pixel_upscale_size_and_missing_upscaler(tmp_path):
+    assert pixel_upscale(sky_and_ground(40), 2.5).size == (100, 100)
+    with pytest.raises(DiffdiffError, match="not found"):
+        pixel_upscale(sky_and_ground(40), 2, upscaler=tmp_path / "none.pth")
+
+
+def test_upscale_verb_end_to_end(tmp_path, capsys):
+    from diffdiff.models import make_tiny_model
+
+    model = make_tiny_model(tmp_path / "tiny", "sd1")
+    sky_and_ground(96).save(tmp_path / "in.png")
+    out, stats = tmp_path / "out.png", tmp_path / "stats.json"
+    args = ["upscale", str(tmp_path / "in.png"), "--scale", "2", "--model", str(model), "-o", str(out),
+            "--steps", "3", "--cfg", "1", "--tile", "64", "--overlap", "16", "--strength-from", "detail",
+            "--max-strength", "0.5", "--stats", str(stats), "--quiet"]
+    assert main(args) == 0
+    assert Image.open(out).size == (192, 192)
+    numbers = json.loads(stats.read_text())
+    for key in ("network_calls", "network_calls_without_skip", "tiles", "steps", "peak_rss_mb", "seconds"):
+        assert key in numbers
+    assert numbers["tiles"] > 1 and numbers["network_calls"] <= numbers["network_calls_without_skip"]
+    assert main(args) == 2 and "exists" in capsys.readouterr().err  # no --overwrite
+    bad = args[:-5] + ["--overwrite", "--tile", "60"]
+    assert main(bad) == 2 and "multiple of 8" in capsys.readouterr().err
