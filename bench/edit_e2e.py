@@ -122,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
           "(goal <= 2 %)")
     print(f"  outside network and VAE: {outside - vae.seconds:.2f} s = "
           f"{100 * (outside - vae.seconds) / wall:.2f} %")
+    glue = outside - vae.seconds - text.seconds
+    print(f"  pipeline glue (no UNet, VAE or text encoder): {glue:.2f} s = {100 * glue / wall:.2f} %")
     print(f"peak RSS: {peak_rss_gib():.2f} GiB (after model build {rss_after_build:.2f} GiB)")
     if args.device.startswith("cuda"):
         print(f"peak CUDA memory: {torch.cuda.max_memory_allocated() / 1024**3:.2f} GiB")
