@@ -28,18 +28,23 @@ def _open_checked(path: Path, max_pixels: int) -> Image.Image:
     """Open `path` lazily, refusing huge declared sizes before any pixel is decoded."""
     if not path.is_file():
         raise DiffdiffError(f"cannot read {path}: no such file")
+    previous_limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = max_pixels  # PIL's bomb check then enforces our one limit
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(path)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise DiffdiffError(
-            f"cannot read {path}: its declared size is too large to decode safely (decompression bomb?)"
+            f"cannot read {path}: its declared size exceeds the {max_pixels:,}-pixel limit"
+            " (decompression bomb?)"
         ) from None
     except UnidentifiedImageError:
         raise DiffdiffError(f"cannot read {path}: not an image file (or an unsupported format)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise DiffdiffError(f"cannot read {path}: the file is damaged ({exc})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous_limit
     width, height = image.size
     if width * height > max_pixels:
         image.close()

@@ -96,7 +96,7 @@ BAD_INPUTS = {
     "missing image": ({"image": "nowhere.png"}, "no such file"),
     "corrupt image": ({"image": "garbage"}, "not an image"),
     "truncated image": ({"image": "truncated"}, "truncated"),
-    "decompression bomb": ({"image": "bomb"}, "too large"),
+    "decompression bomb": ({"image": "bomb"}, "pixel limit"),
     "map aspect": ({"--map": "wide"}, "aspect"),
     "NaN map file": ({"--map": "nan"}, "finite"),
     "out-of-range map file": ({"--map": "big"}, "[0, 1]"),
