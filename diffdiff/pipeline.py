@@ -221,7 +221,7 @@ def generate(prompt: str, *, model, width: int = 512, height: int = 512, negativ
     settings = _base_settings(model, prompt, negative, options, int(width), int(height), {
         "mode": "generate", "tiles": tile_count,
     })
-    settings.pop("gate", None)
-    settings.pop("gate_strength", None)
+    for key in ("gate", "gate_strength", "denoise"):  # no source image: these do not apply
+        settings.pop(key, None)
     stats = _fill_stats(stats, sample_stats, tiler, tile_count, options["steps"], started)
     return EditResult(images, None, images, settings, dict(stats))

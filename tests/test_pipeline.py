@@ -119,6 +119,7 @@ def test_generate_returns_images_of_the_asked_size(tiny_sd1):
     result = pipeline.generate("a house", model=tiny_sd1, width=50, height=42, steps=2, batch=2)
     assert [image.size for image in result.images] == [(50, 42), (50, 42)]
     assert result.settings["mode"] == "generate" and result.opacities is None
+    assert "Denoising strength" not in result.parameters(0) and "Seed: 1" in result.parameters(1)
 
 
 def test_bad_inputs_fail_before_the_model_is_used(photo):
