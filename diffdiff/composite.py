@@ -21,7 +21,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-DIFFERENCE_THRESHOLD = 0.5  # latent RMS difference at which the generated pixels get half the weight
+# Latent RMS difference at which the generated pixels get half the weight. A1111 measures the L2 norm over
+# the 4 channels (= 2 × RMS) with a default of 0.5, which is this 0.25.
+DIFFERENCE_THRESHOLD = 0.25
 DIFFERENCE_CONTRAST = 2.0  # steepness of that transition
 MASK_INFLUENCE = 0.25  # share of the opacity that follows the map rather than the measured change
 MAP_RAMP = 0.05  # map values below this fade the opacity linearly to exactly 0 at map 0
