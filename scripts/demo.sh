@@ -19,5 +19,5 @@ fi
   --prompt "a watercolour painting of a house by a lake" --model "$model" \
   --steps 8 --seed 1 -o demo-output.png --overwrite --stats .cache/demo-stats.json --quiet
 echo "demo done: $(pwd)/demo-output.png"
-echo "  (the model has random weights, so the right side turns to texture; the left edge is the input, bit for bit)"
+echo "  (random weights: the change grows left to right into texture; where the map is 0 the pixels are the input's)"
 echo "  run statistics: $(pwd)/.cache/demo-stats.json"
