@@ -150,3 +150,20 @@ def test_tiling_plan_follows_the_documented_rules():
     assert sdxl.network_tile is None
     sized = plan_tiling(256, None, 1024, 1024, "sd1")
     assert (sized.network_tile, sized.network_overlap, sized.vae_tile, sized.vae_overlap) == (32, 8, 256, 64)
+
+
+@pytest.mark.parametrize("family", ["sdxl", "sd2-v"])
+def test_other_families_edit_and_generate(family, tmp_path):
+    from diffdiff.models import load_model, make_tiny_model
+
+    model = load_model(make_tiny_model(tmp_path / family, family), device="cpu")
+    image = Image.new("RGB", (72, 60), (100, 150, 200))
+    strength = np.zeros((60, 72), np.float32)
+    strength[:, 36:] = 1.0
+    result = pipeline.edit(image, strength, "a field", model=model, steps=2, cfg=3.0)
+    out = np.asarray(result.images[0])
+    assert result.images[0].size == (72, 60)
+    assert np.array_equal(out[:, :36], np.asarray(image)[:, :36])
+    assert result.settings["family"] == family
+    made = pipeline.generate("a field", model=model, width=40, height=24, steps=1)
+    assert made.images[0].size == (40, 24)
