@@ -114,14 +114,19 @@ def _run_sampler(model, latent, strength, *, prompt, negative, options, plan, wi
     return result, (denoiser if tile_count > 1 else None), tile_count
 
 
-def _fill_stats(stats, sample_stats, tiler, tile_count, steps, started):
+def _fill_stats(stats, sample_stats, tiler, tile_count, batch, steps, started):
+    """Network-call counts of the run. Untiled: calls of the (batched) network. Tiled: tile evaluations per
+    image, and "without skip" also counts the tiles of steps the gate skipped whole (= steps × tiles)."""
     stats = {} if stats is None else stats
-    stats["network_calls"] = int(sample_stats.get("network_calls", 0))
-    stats["network_calls_without_skip"] = int(sample_stats.get("network_calls_without_skip", 0))
+    calls = int(sample_stats.get("network_calls", 0))
+    calls_without_skip = int(sample_stats.get("network_calls_without_skip", 0))
     if tiler is not None:
-        stats["network_calls"] = int(getattr(tiler, "tile_calls", stats["network_calls"] * tile_count))
-        stats["network_calls_without_skip"] = int(getattr(
-            tiler, "tile_calls_without_skip", stats["network_calls_without_skip"] * tile_count))
+        items_per_call = (tiler.tile_calls_without_skip / tiler.calls) if tiler.calls else tile_count * batch
+        skipped_whole = calls_without_skip - tiler.calls
+        calls = round(tiler.tile_calls / batch)
+        calls_without_skip = round((tiler.tile_calls_without_skip + skipped_whole * items_per_call) / batch)
+    stats["network_calls"] = calls
+    stats["network_calls_without_skip"] = calls_without_skip
     stats["tiles"] = tile_count
     stats["steps"] = int(sample_stats.get("steps", steps))
     stats["seconds"] = time.perf_counter() - started
@@ -189,7 +194,7 @@ def edit(image, strength_map, prompt: str, *, model, negative: str = "", sampler
         "mode": "edit", "map": map_description, "invert_map": bool(invert_map), "composite": bool(composite),
         "alpha": bool(alpha), "tiles": tile_count,
     })
-    stats = _fill_stats(stats, sample_stats, tiler, tile_count, options["steps"], started)
+    stats = _fill_stats(stats, sample_stats, tiler, tile_count, options["batch"], options["steps"], started)
     return EditResult(images, opacities, generated, settings, dict(stats))
 
 
@@ -223,5 +228,5 @@ def generate(prompt: str, *, model, width: int = 512, height: int = 512, negativ
     })
     for key in ("gate", "gate_strength", "denoise"):  # no source image: these do not apply
         settings.pop(key, None)
-    stats = _fill_stats(stats, sample_stats, tiler, tile_count, options["steps"], started)
+    stats = _fill_stats(stats, sample_stats, tiler, tile_count, options["batch"], options["steps"], started)
     return EditResult(images, None, images, settings, dict(stats))

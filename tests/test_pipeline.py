@@ -115,6 +115,17 @@ def test_tiled_edit_skips_idle_tiles(tiny_sd1):
     assert np.array_equal(np.asarray(result.images[0])[:, :150], np.asarray(image)[:, :150])
 
 
+def test_tiled_counts_are_per_image_and_include_steps_the_gate_skipped(tiny_sd1):
+    image = Image.new("RGB", (192, 64), (120, 160, 200))
+    stats = {}
+    # a map that never exceeds 0.4: the gate skips the early steps whole, tiles or not
+    pipeline.edit(image, 0.4, "sky", model=tiny_sd1, steps=4, tile=64, overlap=16, batch=2, stats=stats)
+    assert stats["tiles"] > 1
+    assert stats["network_calls_without_skip"] == 4 * stats["tiles"]
+    assert stats["network_calls"] % stats["tiles"] == 0  # a constant map: every tile of a step, or none
+    assert 0 < stats["network_calls"] < stats["network_calls_without_skip"]
+
+
 def test_generate_returns_images_of_the_asked_size(tiny_sd1):
     result = pipeline.generate("a house", model=tiny_sd1, width=50, height=42, steps=2, batch=2)
     assert [image.size for image in result.images] == [(50, 42), (50, 42)]
