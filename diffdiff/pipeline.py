@@ -176,7 +176,7 @@ def edit(image, strength_map, prompt: str, *, model, negative: str = "", sampler
     sample_stats: dict = {}
     result, tiler, tile_count = _run_sampler(
         model, latent, latent_map, prompt=prompt, negative=negative, options=options, plan=plan,
-        width=padded_w, height=padded_h, callback=callback, sample_stats=sample_stats)
+        width=width, height=height, callback=callback, sample_stats=sample_stats)
     decoded = tensor_to_pixels(decode(model, result, plan, scale))
     generated = [Image.fromarray(np.ascontiguousarray(item[:height, :width])) for item in decoded]
 
@@ -220,7 +220,7 @@ def generate(prompt: str, *, model, width: int = 512, height: int = 512, negativ
     sample_stats: dict = {}
     result, tiler, tile_count = _run_sampler(
         model, latent, None, prompt=prompt, negative=negative, options=options, plan=plan,
-        width=padded_w, height=padded_h, callback=callback, sample_stats=sample_stats)
+        width=int(width), height=int(height), callback=callback, sample_stats=sample_stats)
     decoded = tensor_to_pixels(decode(model, result, plan, scale))
     images = [Image.fromarray(np.ascontiguousarray(item[:height, :width])) for item in decoded]
     settings = _base_settings(model, prompt, negative, options, int(width), int(height), {
