@@ -116,15 +116,13 @@ def _run_sampler(model, latent, strength, *, prompt, negative, options, plan, wi
 
 def _fill_stats(stats, sample_stats, tiler, tile_count, batch, steps, started):
     """Network-call counts of the run. Untiled: calls of the (batched) network. Tiled: tile evaluations per
-    image, and "without skip" also counts the tiles of steps the gate skipped whole (= steps × tiles)."""
+    image; "without skip" is every gate call (skipped ones included, from `sample`'s stats) × tiles."""
     stats = {} if stats is None else stats
     calls = int(sample_stats.get("network_calls", 0))
     calls_without_skip = int(sample_stats.get("network_calls_without_skip", 0))
     if tiler is not None:
-        items_per_call = (tiler.tile_calls_without_skip / tiler.calls) if tiler.calls else tile_count * batch
-        skipped_whole = calls_without_skip - tiler.calls
         calls = round(tiler.tile_calls / batch)
-        calls_without_skip = round((tiler.tile_calls_without_skip + skipped_whole * items_per_call) / batch)
+        calls_without_skip = calls_without_skip * tile_count
     stats["network_calls"] = calls
     stats["network_calls_without_skip"] = calls_without_skip
     stats["tiles"] = tile_count

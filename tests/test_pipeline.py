@@ -126,6 +126,14 @@ def test_tiled_counts_are_per_image_and_include_steps_the_gate_skipped(tiny_sd1)
     assert 0 < stats["network_calls"] < stats["network_calls_without_skip"]
 
 
+def test_spot_counts_without_skip_are_gate_calls_times_tiles(tiny_sd1):
+    image = Image.new("RGB", (192, 64), (120, 160, 200))
+    stats = {}  # spot windows vary per call; "without skip" still counts every gate call × planned tiles
+    pipeline.edit(image, 0.4, "sky", model=tiny_sd1, steps=4, tile=64, overlap=16, blend="spot", stats=stats)
+    assert stats["tiles"] > 1 and stats["network_calls_without_skip"] == 4 * stats["tiles"]
+    assert 0 < stats["network_calls"] < stats["network_calls_without_skip"]
+
+
 def test_generate_returns_images_of_the_asked_size(tiny_sd1):
     result = pipeline.generate("a house", model=tiny_sd1, width=50, height=42, steps=2, batch=2)
     assert [image.size for image in result.images] == [(50, 42), (50, 42)]
