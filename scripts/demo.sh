@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The demo: set up (idempotent), make the tiny random SD1 model once, and edit the bundled landscape with a
-# left-to-right gradient map (left edge kept bit for bit, right edge changed fully). Safe to run again.
+# gradient map (left third kept bit for bit, then a ramp to fully changed at the right edge). Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

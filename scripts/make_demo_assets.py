@@ -1,8 +1,8 @@
 """Write the bundled demo inputs: examples/demo.png (a synthetic 512×512 landscape) and a gradient map.
 
 The landscape is drawn from fixed seeds (sky gradient, sun, hills with a grass texture, a house, a tree,
-a lake), so the same run writes the same bytes. The map is a left-to-right gradient from 0 (keep) to 1
-(change fully). Usage: `python scripts/make_demo_assets.py [--out examples]`.
+a lake), so the same run writes the same bytes. The map keeps the left third exactly (0) and then
+ramps left-to-right to 1 (change fully). Usage: `python scripts/make_demo_assets.py [--out examples]`.
 """
 
 from __future__ import annotations
@@ -53,8 +53,10 @@ def landscape(seed: int = 2024) -> Image.Image:
 
 
 def gradient_map() -> Image.Image:
-    """Left → right, 0 → 1 (black = keep, white = change fully)."""
-    values = np.round(np.linspace(0.0, 255.0, SIZE)).astype(np.uint8)
+    """Black (keep) over the left third, then a ramp to white (change fully) at the right edge."""
+    keep = SIZE // 3
+    ramp = np.linspace(0.0, 255.0, SIZE - keep)
+    values = np.round(np.concatenate([np.zeros(keep), ramp])).astype(np.uint8)
     return Image.fromarray(np.tile(values, (SIZE, 1)))
 
 
