@@ -1,4 +1,4 @@
-"""The README's demo: the bundled image and map through the real CLI keep the map's black third bit for bit."""
+"""The README's demo: the bundled image and map through the real CLI keep the black third bit for bit."""
 
 from pathlib import Path
 
