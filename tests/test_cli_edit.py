@@ -159,3 +159,19 @@ def test_subprocess_reports_one_line_and_exit_code_2(files, tmp_path):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "aspect" in lines[0]
     assert not (tmp_path / "o.png").exists()
+
+
+def test_prediction_flag_switches_an_sd2_file_to_v(tmp_path):
+    from diffdiff.models import make_tiny_model
+
+    model = make_tiny_model(tmp_path / "sd2", "sd2", single_file=True)
+    image = tmp_path / "in.png"
+    Image.fromarray(np.random.default_rng(3).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(image)
+    outputs = {}
+    for prediction in ("eps", "v"):
+        out = tmp_path / f"{prediction}.png"
+        code = main(["edit", str(image), "--map", "1", "--prompt", "x", "--model", str(model), "--steps", "2",
+                     "--cfg", "1", "--prediction", prediction, "--no-composite", "-o", str(out), "--quiet"])
+        assert code == 0
+        outputs[prediction] = np.asarray(Image.open(out))
+    assert not np.array_equal(outputs["eps"], outputs["v"])

@@ -18,7 +18,11 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--model", required=True, metavar="PATH",
                        help="checkpoint (.safetensors), diffusers folder, or a hub id in the offline cache")
     group.add_argument("--vae", metavar="PATH", help="a separate VAE file (.safetensors)")
-    group.add_argument("--family", choices=("sd1", "sd2", "sd2-v", "sdxl"), help="override family detection")
+    group.add_argument("--family", choices=("sd1", "sd2", "sd2-v", "sdxl"),
+                       help="override family detection (must agree with the file's text encoders; "
+                            "mainly to choose sd2 vs sd2-v)")
+    group.add_argument("--prediction", choices=("eps", "v"),
+                       help="override the prediction type of an SD2 checkpoint (eps or v)")
     group.add_argument("--device", default="auto", help="auto | cpu | cuda | mps (default auto)")
     group.add_argument("--dtype", choices=("fp16", "bf16", "fp32"),
                        help="network precision (default fp16 on GPUs, fp32 on CPU)")
@@ -118,8 +122,8 @@ def _check_model_paths(args) -> None:
 def _load(args):
     from diffdiff.models import load_model
 
-    return load_model(args.model, family=args.family, vae=args.vae, device=args.device, dtype=args.dtype,
-                      allow_pickle=args.allow_pickle)
+    return load_model(args.model, family=args.family, prediction=args.prediction, vae=args.vae,
+                      device=args.device, dtype=args.dtype, allow_pickle=args.allow_pickle)
 
 
 def _finish(args, result, stats: dict) -> int:
