@@ -68,6 +68,15 @@ def _decode(image: Image.Image, path: Path) -> Image.Image:
     return image
 
 
+def open_decoded(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Open and fully decode an image file in its own mode (no conversion, no EXIF rotation).
+
+    Missing, non-image, truncated and over-limit files raise one-line DiffdiffErrors.
+    """
+    where = Path(path).expanduser()
+    return _decode(_open_checked(where, max_pixels), where)
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
     """Any PIL mode → 8-bit RGB: deep/float greys rescaled, CMYK and palettes converted, alpha on white."""
     mode = image.mode
@@ -91,12 +100,11 @@ def to_rgb(image: Image.Image) -> Image.Image:
 def load_image(path: str | os.PathLike | Image.Image, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Read an image file (or take a PIL image) as 8-bit RGB, EXIF orientation applied."""
     if isinstance(path, Image.Image):
-        image, where = path, Path("<image>")
+        image = path
         if image.width * image.height > max_pixels:
             raise DiffdiffError(f"image {image.width}x{image.height} exceeds the {max_pixels:,}-pixel limit")
     else:
-        where = Path(path).expanduser()
-        image = _decode(_open_checked(where, max_pixels), where)
+        image = open_decoded(path, max_pixels=max_pixels)
     try:
         image = ImageOps.exif_transpose(image)
     except (OSError, ValueError, SyntaxError, KeyError, TypeError):

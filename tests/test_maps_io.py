@@ -1,6 +1,7 @@
 """Reading and writing strength maps: bit depths, channel sources, odd modes and damaged files."""
 
 import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -125,6 +126,17 @@ def test_truncated_and_missing_and_non_image_files(tmp_path):
     text.write_text("hello")
     with pytest.raises(DiffdiffError, match="not an image"):
         load_map(text)
+
+
+def test_a_map_file_declaring_an_absurd_size_is_refused_before_decoding(tmp_path):
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    bomb = tmp_path / "bomb.png"
+    header = struct.pack(">IIBBBBB", 70000, 70000, 8, 0, 0, 0, 0)
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
+    with pytest.raises(DiffdiffError, match="pixel limit"):
+        load_map(bomb)
 
 
 def test_as_map_rejects_nan_bad_shape_and_range():

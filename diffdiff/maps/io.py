@@ -11,10 +11,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 from diffdiff.atomic import atomic_write
 from diffdiff.errors import DiffdiffError
+from diffdiff.imageio import open_decoded
 
 SOURCES = ("luminance", "red", "green", "blue", "alpha")
 BITS = (8, 16)
@@ -54,23 +55,9 @@ def as_map(array, name: str = "map") -> np.ndarray:
 def open_image(path: str | os.PathLike) -> Image.Image:
     """Open and fully decode an image file, EXIF orientation applied (as the edit pipeline reads images).
 
-    A missing, unreadable or truncated file raises DiffdiffError.
+    A missing, unreadable, truncated or absurdly large file raises DiffdiffError (diffdiff.imageio's checks).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DiffdiffError(f"cannot read {path}: no such file")
-    previous = ImageFile.LOAD_TRUNCATED_IMAGES
-    ImageFile.LOAD_TRUNCATED_IMAGES = False
-    try:
-        image = Image.open(path)
-        image.load()
-    except UnidentifiedImageError:
-        raise DiffdiffError(f"cannot read {path}: not an image file PIL can decode") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise DiffdiffError(f"cannot read {path}: the file is damaged or truncated ({exc})") from None
-    finally:
-        ImageFile.LOAD_TRUNCATED_IMAGES = previous
-    return _upright(image)
+    return _upright(open_decoded(path))
 
 
 def _upright(image: Image.Image) -> Image.Image:
