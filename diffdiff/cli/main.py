@@ -18,8 +18,15 @@ import diffdiff.cli as cli_package
 EXIT_USAGE = 2
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one `error:` line (with a pointer to --help), exit code 2."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="diffdiff",
         description="Diffusion image editing where the denoising strength is a per-pixel map.",
     )
