@@ -23,16 +23,16 @@ from diffdiff.imageio import load_image, output_paths, save_png
 from diffdiff.metadata import parameters_text, settings_for_item
 from diffdiff.pipeline_inputs import (
     check_size,
-    image_to_tensor,
     pad_array,
     padded_size,
     pixel_map,
-    tensor_to_pixels,
     validate_options,
 )
-from diffdiff.pipeline_tiling import decode, encode, plan_tiling, wrap_denoiser
+from diffdiff.pipeline_tiling import decode_pixels, encode_pixels, plan_tiling, wrap_denoiser
+from diffdiff.tiles.vae import release_free_memory
 
 DEFAULT_TILE_BATCH = 4
+LATENT_STRIP_PIXELS = 1 << 22  # map pixels averaged to the latent grid at a time
 
 
 @dataclass
@@ -131,6 +131,40 @@ def _fill_stats(stats, sample_stats, tiler, tile_count, batch, steps, started):
     return stats
 
 
+def latent_grid(padded_map: np.ndarray, latent_hw: tuple[int, int]) -> torch.Tensor:
+    """The pixel map averaged to the latent grid (h, w), in row strips (no full-size float64 copy)."""
+    try:
+        from diffdiff.maps import to_latent_grid
+    except ImportError:  # the package may not re-export it
+        from diffdiff.maps.latent import to_latent_grid
+
+    height, width = latent_hw
+    if padded_map.shape != (8 * height, 8 * width):
+        return to_latent_grid(padded_map, latent_hw)
+    rows = max(1, LATENT_STRIP_PIXELS // (64 * width))  # latent rows per strip (each 8 × 8w pixels)
+    strips = [to_latent_grid(padded_map[8 * top:8 * min(height, top + rows)], (min(height, top + rows) - top,
+                                                                               width))
+              for top in range(0, height, rows)]
+    return torch.cat(strips, dim=0)
+
+
+def _composite_all(base: np.ndarray, decoded: np.ndarray, strength: np.ndarray, change: np.ndarray,
+                   padded_hw: tuple[int, int], alpha: bool):
+    """Per image: opacity (float32 (H, W)) and the composite over `base` (or the RGBA layer when `alpha`)."""
+    height, width = base.shape[:2]
+    opacities, images = [], []
+    for top, item_change in zip(decoded, change):
+        smooth = compositing.smooth_change(item_change, padded_hw)
+        smooth = smooth if smooth.shape == (height, width) else np.ascontiguousarray(smooth[:height, :width])
+        opacity = compositing.opacity_from(strength, smooth, out=smooth)  # in place: one full-size float
+        opacities.append(opacity)
+        if alpha:
+            images.append(compositing.layer_with_alpha(top, opacity))
+        else:
+            images.append(compositing.composite(base, top, opacity))
+    return opacities, images
+
+
 def edit(image, strength_map, prompt: str, *, model, negative: str = "", sampler: str = "euler",
          scheduler: str = "normal", steps: int = 20, cfg: float = 7.0, seed: int = 0, denoise: float = 1.0,
          batch: int = 1, gate: str = "exact", gate_strength: float = 1.0, invert_map: bool = False,
@@ -152,42 +186,41 @@ def edit(image, strength_map, prompt: str, *, model, negative: str = "", sampler
     if alpha and not composite:
         raise DiffdiffError("alpha output is the composite's opacity; drop --no-composite to use --alpha")
     original = load_image(image)
+    image = None  # let a caller's temporary go (upscale hands over its enlarged image)
     width, height = original.size
     check_size(width, height)
     strength, map_description = pixel_map(strength_map, original.size, invert=invert_map)
+    strength_map = None  # as with `image`: the checked copy is all we need
     model = _resolve_model(model)
     scale = int(getattr(model, "vae_scale", 8))
 
     padded_w, padded_h = padded_size(width, height, scale)
     pixels = pad_array(np.asarray(original), padded_h, padded_w)
+    del original  # the uint8 pixels are all the composite needs
     padded_map = pad_array(strength, padded_h, padded_w)
     plan = plan_tiling(options["tile"], options["overlap"], padded_w, padded_h, model.family, scale)
 
-    clean = encode(model, image_to_tensor(pixels).to(model.device), plan)
-    try:
-        from diffdiff.maps import to_latent_grid
-    except ImportError:  # the package may not re-export it
-        from diffdiff.maps.latent import to_latent_grid
-
-    latent_map = to_latent_grid(padded_map, tuple(clean.shape[-2:])).to(clean.device, torch.float32)
+    clean = encode_pixels(model, pixels, plan)
+    latent_map = latent_grid(padded_map, tuple(clean.shape[-2:])).to(clean.device, torch.float32)
+    del padded_map
     latent = clean.expand(options["batch"], -1, -1, -1).contiguous()
     sample_stats: dict = {}
     result, tiler, tile_count = _run_sampler(
         model, latent, latent_map, prompt=prompt, negative=negative, options=options, plan=plan,
         width=width, height=height, callback=callback, sample_stats=sample_stats)
-    decoded = tensor_to_pixels(decode(model, result, plan, scale))
-    generated = [Image.fromarray(np.ascontiguousarray(item[:height, :width])) for item in decoded]
-
-    opacities = None
-    images = generated
+    del latent
+    release_free_memory()  # the sampler's freed tile activations, before the full-size buffers come
+    decoded = decode_pixels(model, result, plan, scale)  # uint8 (B, padded H, padded W, 3)
+    opacities, images = None, None
     if composite:
         change = compositing.latent_change(clean, result)
-        opacities = [compositing.opacity_from(strength, compositing.smooth_change(item, (padded_h, padded_w))
-                                              [:height, :width]) for item in change]
-        if alpha:
-            images = [compositing.layer_with_alpha(gen, op) for gen, op in zip(generated, opacities)]
-        else:
-            images = [compositing.composite(original, gen, op) for gen, op in zip(generated, opacities)]
+        opacities, images = _composite_all(pixels[:height, :width], decoded[:, :height, :width], strength,
+                                           change, (padded_h, padded_w), alpha)
+    del pixels
+    generated = [Image.fromarray(np.ascontiguousarray(item[:height, :width])) for item in decoded]
+    del decoded
+    if images is None:
+        images = generated
     settings = _base_settings(model, prompt, negative, options, width, height, {
         "mode": "edit", "map": map_description, "invert_map": bool(invert_map), "composite": bool(composite),
         "alpha": bool(alpha), "tiles": tile_count,
@@ -219,7 +252,7 @@ def generate(prompt: str, *, model, width: int = 512, height: int = 512, negativ
     result, tiler, tile_count = _run_sampler(
         model, latent, None, prompt=prompt, negative=negative, options=options, plan=plan,
         width=int(width), height=int(height), callback=callback, sample_stats=sample_stats)
-    decoded = tensor_to_pixels(decode(model, result, plan, scale))
+    decoded = decode_pixels(model, result, plan, scale)
     images = [Image.fromarray(np.ascontiguousarray(item[:height, :width])) for item in decoded]
     settings = _base_settings(model, prompt, negative, options, int(width), int(height), {
         "mode": "generate", "tiles": tile_count,

@@ -136,7 +136,7 @@ def pixel_map(strength_map, image_size: tuple[int, int], invert: bool = False) -
     if invert:
         array = 1.0 - array
         description += " (inverted)"
-    return array.astype(np.float32), description
+    return array.astype(np.float32, copy=False), description
 
 
 def padded_size(width: int, height: int, multiple: int) -> tuple[int, int]:

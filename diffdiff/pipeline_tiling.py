@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+
+from diffdiff.pipeline_inputs import image_to_tensor, tensor_to_pixels
 
 NATIVE_LATENT = {"sd1": 64, "sd2": 64, "sd2-v": 96, "sdxl": 128}
 AUTO_FACTOR = 1.5
@@ -46,25 +49,25 @@ def plan_tiling(tile, overlap, width: int, height: int, family: str, vae_scale: 
     return TilingPlan(network_tile, network_overlap, size, min(overlap, size - vae_scale))
 
 
-def encode(model, images: torch.Tensor, plan: TilingPlan) -> torch.Tensor:
-    """Images in [-1, 1] → model-space latents, tile by tile when the plan says so."""
+def encode_pixels(model, pixels: np.ndarray, plan: TilingPlan) -> torch.Tensor:
+    """uint8 pixels (H, W, 3) → model-space latents (1, C, H/8, W/8), tile by tile when the plan says so.
+
+    Tiled, the pixels are converted to [-1, 1] one tile at a time: no full-size float copy of the image.
+    """
     if plan.vae_tile is None:
-        return model.vae_encode(images)
+        return model.vae_encode(image_to_tensor(pixels).to(model.device))
     from diffdiff.tiles import tiled_vae_encode
 
-    vae = model.vae
-    dtype = next(vae.parameters()).dtype
     with torch.no_grad():
-        raw = tiled_vae_encode(vae, images.to(model.device, dtype), tile=plan.vae_tile,
-                               overlap=plan.vae_overlap)
+        raw = tiled_vae_encode(model.vae, pixels, tile=plan.vae_tile, overlap=plan.vae_overlap)
     shift = getattr(model, "shift_factor", 0.0)
     return ((raw.float() - shift) * model.scaling_factor).float()
 
 
-def decode(model, latents: torch.Tensor, plan: TilingPlan, vae_scale: int = 8) -> torch.Tensor:
-    """Model-space latents → images in [-1, 1], tile by tile when the plan says so."""
+def decode_pixels(model, latents: torch.Tensor, plan: TilingPlan, vae_scale: int = 8) -> np.ndarray:
+    """Model-space latents → uint8 pixels (B, H, W, 3); tiled, each tile is quantised as it is decoded."""
     if plan.vae_tile is None:
-        return model.vae_decode(latents)
+        return np.stack(tensor_to_pixels(model.vae_decode(latents)))
     from diffdiff.tiles import tiled_vae_decode
 
     vae = model.vae
@@ -72,9 +75,8 @@ def decode(model, latents: torch.Tensor, plan: TilingPlan, vae_scale: int = 8) -
     shift = getattr(model, "shift_factor", 0.0)
     unscaled = (latents.float() / model.scaling_factor + shift).to(model.device, dtype)
     with torch.no_grad():
-        images = tiled_vae_decode(vae, unscaled, tile=plan.vae_tile // vae_scale,
-                                  overlap=max(1, plan.vae_overlap // vae_scale))
-    return images.float().clamp(-1.0, 1.0)
+        return tiled_vae_decode(vae, unscaled, tile=plan.vae_tile // vae_scale,
+                                overlap=max(1, plan.vae_overlap // vae_scale), pixels=True)
 
 
 def wrap_denoiser(denoiser, plan: TilingPlan, latent_hw: tuple[int, int], *, blend: str, tile_batch: int,

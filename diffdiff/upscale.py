@@ -92,13 +92,17 @@ def upscale(image, *, model, scale: float = 2.0, prompt: str = "", negative: str
     if tile is None:
         tile = NATIVE_TILE_PIXELS.get(getattr(model, "family", "sd1"), 512)
     run_stats: dict = {}
-    result = edit(enlarged, strength_map, prompt, model=model, negative=negative, sampler=sampler,
+    mean_strength = float(strength_map.mean(dtype=np.float64))
+    # hand the full-size image and map over to edit(), which drops them once it has its own checked copies
+    handed = [enlarged, strength_map]
+    del enlarged, strength_map
+    result = edit(handed.pop(0), handed.pop(0), prompt, model=model, negative=negative, sampler=sampler,
                   scheduler=scheduler, steps=steps, cfg=cfg, seed=seed, tile=int(tile), overlap=overlap,
                   blend=blend, tile_batch=tile_batch, callback=callback, stats=run_stats)
     if stats is not None:
         stats.update({key: run_stats[key] for key in ("network_calls", "network_calls_without_skip", "tiles",
                                                       "steps") if key in run_stats})
-        stats["mean_strength"] = float(strength_map.mean())
+        stats["mean_strength"] = mean_strength
         stats["peak_rss_mb"] = peak_rss_mb()
         stats["seconds"] = time.perf_counter() - started
     return result

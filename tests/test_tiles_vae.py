@@ -1,5 +1,6 @@
 """Tiled VAE: shared GroupNorm statistics leave no colour step at tile borders; per-tile GroupNorm does."""
 
+import numpy as np
 import pytest
 import torch
 from diffusers import AutoencoderKL
@@ -85,3 +86,26 @@ def test_bad_input_is_refused(decoded):
         tiled_vae_encode(vae, torch.zeros(1, 3, 100, 100))
     with pytest.raises(DiffdiffError, match="global, tile"):
         tiled_vae_decode(vae, latents, tile=8, stats="bogus")
+
+
+def test_decode_to_pixels_equals_quantising_the_float_decode(decoded):
+    vae, latents, _ = decoded[True]
+    floats = tiled_vae_decode(vae, latents, tile=16, overlap=12)
+    pixels = tiled_vae_decode(vae, latents, tile=16, overlap=12, pixels=True)
+    expected = ((floats.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    assert pixels.dtype == np.uint8 and pixels.shape == (1, 256, 256, 3)
+    assert np.array_equal(pixels, expected)
+
+
+def test_encode_from_uint8_pixels_matches_encoding_their_float_tensor(decoded):
+    vae, _, _ = decoded[False]
+    pixels = ((gradient_image()[0].permute(1, 2, 0) + 1) * 127.5).round().to(torch.uint8).numpy()
+    as_tensor = (torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 127.5 - 1.0)
+    exact = tiled_vae_encode(vae, pixels, tile=128, overlap=64, stats_size=256)  # full-size statistics
+    same = tiled_vae_encode(vae, as_tensor, tile=128, overlap=64, stats_size=256)
+    assert (exact - same).abs().max() < 1e-5  # round-off only (contiguous tiles vs strided slices)
+    estimated = tiled_vae_encode(vae, pixels, tile=128, overlap=64)  # statistics from a uint8 downscale
+    reference = tiled_vae_encode(vae, as_tensor, tile=128, overlap=64)
+    assert (estimated - reference).abs().max() < 2e-2
+    with pytest.raises(DiffdiffError, match="uint8"):
+        tiled_vae_encode(vae, pixels.astype(np.float32))

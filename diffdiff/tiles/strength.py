@@ -11,6 +11,8 @@ differential gate uses; the model output is never scaled. Sources:
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 from PIL import Image
@@ -19,6 +21,7 @@ from ..errors import DiffdiffError
 from .plan import plan_quadtree
 
 STRENGTH_SOURCES = ("detail", "quadtree", "map", "uniform")
+DETAIL_WORK_PIXELS = 1 << 20  # detail is measured on at most about this many pixels
 
 
 def _check_range(min_strength: float, max_strength: float) -> None:
@@ -30,7 +33,10 @@ def _check_range(min_strength: float, max_strength: float) -> None:
 
 
 def _rescale(unit_map: np.ndarray, min_strength: float, max_strength: float) -> np.ndarray:
-    return np.clip(min_strength + (max_strength - min_strength) * unit_map, 0.0, 1.0).astype(np.float32)
+    result = np.array(unit_map, dtype=np.float32)  # one float32 copy, then in place
+    result *= np.float32(max_strength - min_strength)
+    result += np.float32(min_strength)
+    return np.clip(result, 0.0, 1.0, out=result)
 
 
 def _grey(image: Image.Image) -> np.ndarray:
@@ -47,13 +53,24 @@ def local_variance_detail(image: Image.Image, radius: float = 8.0) -> np.ndarray
     return np.clip(deviation / top, 0.0, 1.0) if top > 1e-6 else np.zeros_like(deviation)
 
 
-def detail_unit_map(image: Image.Image) -> np.ndarray:
-    """Detail in [0, 1] at image size: diffdiff.maps.detail_map when present, else local variance."""
+def detail_unit_map(image: Image.Image, work_pixels: int = DETAIL_WORK_PIXELS) -> np.ndarray:
+    """Detail in [0, 1] at image size (float32): diffdiff.maps.detail_map when present, else local variance.
+
+    Images above `work_pixels` are measured on a box-reduced copy (integer factor, detail scale divided
+    by it) and the result is upsampled bilinearly: the map's cost and memory stay flat per megapixel.
+    """
+    factor = max(1, math.floor(math.sqrt(image.width * image.height / work_pixels)))
+    small = image.reduce(factor) if factor > 1 else image
     try:
         from diffdiff.maps import detail_map
     except ImportError:
-        return local_variance_detail(image)
-    return np.asarray(detail_map(image, low=0.0, high=1.0), dtype=np.float64)
+        unit = local_variance_detail(small, radius=8.0 / factor)
+    else:
+        unit = detail_map(small, scale=8.0 / factor, low=0.0, high=1.0)
+    unit = np.asarray(unit, dtype=np.float32)
+    if unit.shape != (image.height, image.width):
+        unit = np.clip(cv2.resize(unit, image.size, interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
+    return unit
 
 
 def quadtree_unit_map(image: Image.Image, max_tile: int = 64, min_tile: int = 8, threshold: float = 0.15,
@@ -71,7 +88,8 @@ def quadtree_unit_map(image: Image.Image, max_tile: int = 64, min_tile: int = 8,
         if deepest > shallowest:
             values[y:y + h, x:x + w] = (leaf.level - shallowest) / (deepest - shallowest)
     values = cv2.GaussianBlur(values, (0, 0), max(1.0, min_tile / 2))  # soften leaf borders
-    return np.clip(cv2.resize(values, (width, height), interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
+    values = cv2.resize(values.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+    return np.clip(values, 0.0, 1.0, out=values)
 
 
 def strength_map_for(image: Image.Image, source: str, *, strength: float | None = None, map_path=None,

@@ -22,9 +22,12 @@ fit one tile run untiled (exact). `stats="tile"` gives the naive per-tile GroupN
 
 from __future__ import annotations
 
+import ctypes
 import math
 from contextlib import contextmanager
 
+import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -88,81 +91,192 @@ def _cores(size: int, tile: int, align: int) -> list[tuple[int, int]]:
     return [(a, b - a) for a, b in zip(edges, edges[1:]) if b > a]
 
 
-def _run_tiled(net, module: torch.nn.Module, inp: torch.Tensor, tile: int, overlap: int, factor: float,
-               align: int, out_channels: int, stats: str, stats_size: int | None) -> torch.Tensor:
-    """Run `net` (a spatial map scaling sizes by `factor`) over tiles of `inp`, stitching the cores."""
+class _TensorSource:
+    """Tiles read from a (B, C, H, W) tensor already in the network's dtype and device."""
+
+    def __init__(self, tensor: torch.Tensor):
+        self.tensor = tensor
+        self.shape = tuple(tensor.shape)
+
+    def region(self, y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
+        return self.tensor[:, :, y0:y1, x0:x1]
+
+    def downscaled(self, hw: tuple[int, int]) -> torch.Tensor:
+        inp = self.tensor
+        if hw == tuple(inp.shape[-2:]):
+            return inp
+        return F.interpolate(inp.float(), size=hw, mode="area").to(inp.dtype)
+
+
+class _PixelSource:
+    """Tiles read from uint8 pixels (B, H, W, 3), converted to [-1, 1] one tile at a time."""
+
+    def __init__(self, pixels: np.ndarray, device, dtype):
+        self.pixels, self.device, self.dtype = pixels, device, dtype
+        batch, height, width, channels = pixels.shape
+        self.shape = (batch, channels, height, width)
+
+    def _convert(self, part: np.ndarray) -> torch.Tensor:
+        tensor = torch.from_numpy(np.ascontiguousarray(part)).permute(0, 3, 1, 2).float()
+        return (tensor / 127.5 - 1.0).to(self.device, self.dtype)
+
+    def region(self, y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
+        return self._convert(self.pixels[:, y0:y1, x0:x1])
+
+    def downscaled(self, hw: tuple[int, int]) -> torch.Tensor:
+        if hw == tuple(self.pixels.shape[1:3]):
+            return self._convert(self.pixels)
+        small = np.stack([cv2.resize(item, (hw[1], hw[0]), interpolation=cv2.INTER_AREA)
+                          for item in self.pixels])
+        return self._convert(small)
+
+
+class _TensorSink:
+    """Stitches tile cores into one preallocated (B, C, H, W) tensor."""
+
+    def __init__(self, like: torch.Tensor, shape: tuple[int, ...]):
+        self.out = like.new_empty(shape)
+
+    def write(self, y: int, x: int, core: torch.Tensor) -> None:
+        self.out[:, :, y:y + core.shape[-2], x:x + core.shape[-1]] = core
+
+    def result(self):
+        return self.out
+
+
+class _PixelSink:
+    """Stitches decoded tile cores into preallocated uint8 pixels (B, H, W, 3), quantised per tile."""
+
+    def __init__(self, like: torch.Tensor, shape: tuple[int, ...]):
+        batch, channels, height, width = shape
+        self.out = np.empty((batch, height, width, channels), np.uint8)
+
+    def write(self, y: int, x: int, core: torch.Tensor) -> None:
+        pixels = tensor_to_uint8(core)
+        self.out[:, y:y + pixels.shape[1], x:x + pixels.shape[2]] = pixels
+
+    def result(self):
+        return self.out
+
+
+def tensor_to_uint8(images: torch.Tensor) -> np.ndarray:
+    """float (B, 3, H, W) in [-1, 1] → uint8 (B, H, W, 3), rounding half to even as torch.round does."""
+    scaled = ((images.detach().float().cpu().clamp(-1, 1) + 1.0) * 127.5).round_().to(torch.uint8)
+    return scaled.permute(0, 2, 3, 1).numpy()
+
+
+def _run_tiled(net, module: torch.nn.Module, source, tile: int, overlap: int, factor: float,
+               align: int, out_channels: int, stats: str, stats_size: int | None, sink_type=_TensorSink):
+    """Run `net` (a spatial map scaling sizes by `factor`) over tiles of `source`, stitching the cores."""
     if stats not in STATS_MODES:
         choices = ", ".join(STATS_MODES)
         raise DiffdiffError(f"unknown GroupNorm statistics mode {stats!r}; choose one of {choices}")
-    batch, _, height, width = inp.shape
+    batch, _, height, width = source.shape
+    out_shape = (batch, out_channels, round(height * factor), round(width * factor))
     if height <= tile and width <= tile:
-        return net(inp)[:, :out_channels]
+        result = net(source.region(0, height, 0, width))[:, :out_channels]
+        sink = sink_type(result, out_shape)
+        sink.write(0, 0, result)
+        return sink.result()
     pad = math.ceil(overlap / align) * align
     hook = _GroupNormStats()
-    out = inp.new_empty((batch, out_channels, round(height * factor), round(width * factor)))
+    sink = None
     with _patched_group_norms(module, hook):
         if stats == "global":
             limit = tile if stats_size is None else stats_size
             scale = min(1.0, limit / max(height, width))
             small_hw = tuple(max(align, round(size * scale / align) * align) for size in (height, width))
-            small = inp if small_hw == (height, width) else (
-                F.interpolate(inp.float(), size=small_hw, mode="area").to(inp.dtype))
             hook.start_pass("record")
-            net(small)
+            net(source.downscaled(small_hw))
         for y, h in _cores(height, tile, align):
             for x, w in _cores(width, tile, align):
                 y0, x0 = max(0, y - pad), max(0, x - pad)
                 y1, x1 = min(height, y + h + pad), min(width, x + w + pad)
                 hook.start_pass("apply" if stats == "global" else "off")
-                result = net(inp[:, :, y0:y1, x0:x1])
+                result = net(source.region(y0, y1, x0, x1))
                 oy, ox, oh, ow = (round(v * factor) for v in (y, x, h, w))
                 ry, rx = round((y - y0) * factor), round((x - x0) * factor)
-                out[:, :, oy:oy + oh, ox:ox + ow] = result[:, :out_channels, ry:ry + oh, rx:rx + ow]
-    return out
+                if sink is None:
+                    sink = sink_type(result, out_shape)
+                sink.write(oy, ox, result[:, :out_channels, ry:ry + oh, rx:rx + ow])
+                del result
+    release_free_memory()
+    return sink.result()
+
+
+def release_free_memory() -> None:
+    """Hand freed heap pages back to the OS (glibc's malloc_trim; a no-op elsewhere).
+
+    A tiled pass frees many tile-sized activations; glibc keeps them in its heap, which shows as resident
+    memory that later full-size buffers then add to.
+    """
+    global _TRIM
+    if _TRIM is None:
+        try:
+            _TRIM = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _TRIM = False
+    if _TRIM:
+        _TRIM(0)
+
+
+_TRIM = None
 
 
 def _vae_factor(vae) -> int:
     return 2 ** (len(vae.config.block_out_channels) - 1)
 
 
-def _check(tensor: torch.Tensor, name: str, tile: int, overlap: int) -> None:
-    if tensor.ndim != 4:
-        raise DiffdiffError(f"{name} must be a (B, C, H, W) tensor, got shape {tuple(tensor.shape)}")
+def _check(shape: tuple[int, ...], name: str, tile: int, overlap: int) -> None:
+    if len(shape) != 4:
+        raise DiffdiffError(f"{name} must be a (B, C, H, W) tensor, got shape {tuple(shape)}")
     if tile <= 0 or overlap < 0:
         raise DiffdiffError(f"tile must be positive and overlap non-negative, got {tile} and {overlap}")
 
 
 @torch.no_grad()
 def tiled_vae_decode(vae, latents: torch.Tensor, tile: int = 64, overlap: int = 8, stats: str = "global",
-                     stats_size: int | None = None) -> torch.Tensor:
+                     stats_size: int | None = None, pixels: bool = False):
     """Decode UNSCALED latents (B, C, h, w) tile by tile (`tile`, `overlap` in latent px) → images in [-1, 1].
 
     The caller divides model-space latents by vae.config.scaling_factor first. Runs in the VAE's dtype and
-    device; returns on that device.
+    device; returns on that device. `pixels=True` returns uint8 numpy pixels (B, H, W, 3) instead, each
+    tile quantised as it is decoded, so no full-size float image is ever held.
     """
-    _check(latents, "latents", tile, overlap)
+    _check(tuple(latents.shape), "latents", tile, overlap)
     param = next(vae.parameters())
     z = latents.to(param.device, param.dtype)
     if getattr(vae, "post_quant_conv", None) is not None:
         z = vae.post_quant_conv(z)
     factor = _vae_factor(vae)
     channels = vae.config.out_channels
-    return _run_tiled(vae.decoder, vae.decoder, z, tile, overlap, factor, 1, channels, stats, stats_size)
+    sink = _PixelSink if pixels else _TensorSink
+    return _run_tiled(vae.decoder, vae.decoder, _TensorSource(z), tile, overlap, factor, 1, channels, stats,
+                      stats_size, sink)
 
 
 @torch.no_grad()
-def tiled_vae_encode(vae, images: torch.Tensor, tile: int = 512, overlap: int = 64, stats: str = "global",
+def tiled_vae_encode(vae, images, tile: int = 512, overlap: int = 64, stats: str = "global",
                      stats_size: int | None = None) -> torch.Tensor:
-    """Encode images (B, 3, H, W) in [-1, 1] tile by tile (`tile`, `overlap` in px) → UNSCALED latent means.
+    """Encode images tile by tile (`tile`, `overlap` in px) → UNSCALED latent means (B, C, H/8, W/8).
 
-    H and W must be multiples of the VAE's downscale factor (8 for SD). Tile edges fall on that grid.
+    `images`: a float tensor (B, 3, H, W) in [-1, 1], or uint8 numpy pixels (H, W, 3) or (B, H, W, 3),
+    which are converted to [-1, 1] one tile at a time. H and W must be multiples of the VAE's downscale
+    factor (8 for SD). Tile edges fall on that grid.
     """
-    _check(images, "images", tile, overlap)
-    factor = _vae_factor(vae)
-    if images.shape[-2] % factor or images.shape[-1] % factor:
-        raise DiffdiffError(f"image size {tuple(images.shape[-2:])} must be a multiple of {factor} to encode")
     param = next(vae.parameters())
-    x = images.to(param.device, param.dtype)
+    if isinstance(images, np.ndarray):
+        if images.dtype != np.uint8 or images.ndim not in (3, 4) or images.shape[-1] != 3:
+            raise DiffdiffError(f"pixels must be uint8 (H, W, 3) or (B, H, W, 3), got {images.dtype} "
+                                f"{images.shape}")
+        source = _PixelSource(images[None] if images.ndim == 3 else images, param.device, param.dtype)
+    else:
+        _check(tuple(images.shape), "images", tile, overlap)
+        source = _TensorSource(images.to(param.device, param.dtype))
+    _check(source.shape, "images", tile, overlap)
+    factor = _vae_factor(vae)
+    if source.shape[-2] % factor or source.shape[-1] % factor:
+        raise DiffdiffError(f"image size {tuple(source.shape[-2:])} must be a multiple of {factor} to encode")
     tile = max(factor, tile // factor * factor)
     latent_channels = vae.config.latent_channels
 
@@ -172,5 +286,5 @@ def tiled_vae_encode(vae, images: torch.Tensor, tile: int = 512, overlap: int = 
             moments = vae.quant_conv(moments)
         return moments
 
-    return _run_tiled(encode, vae.encoder, x, tile, overlap, 1 / factor, factor, latent_channels, stats,
+    return _run_tiled(encode, vae.encoder, source, tile, overlap, 1 / factor, factor, latent_channels, stats,
                       stats_size)
