@@ -104,8 +104,8 @@ def test_encode_from_uint8_pixels_matches_encoding_their_float_tensor(decoded):
     exact = tiled_vae_encode(vae, pixels, tile=128, overlap=64, stats_size=256)  # full-size statistics
     same = tiled_vae_encode(vae, as_tensor, tile=128, overlap=64, stats_size=256)
     assert (exact - same).abs().max() < 1e-5  # round-off only (contiguous tiles vs strided slices)
-    estimated = tiled_vae_encode(vae, pixels, tile=128, overlap=64)  # statistics from a uint8 downscale
+    estimated = tiled_vae_encode(vae, pixels, tile=128, overlap=64)  # statistics from a 2× downscale
     reference = tiled_vae_encode(vae, as_tensor, tile=128, overlap=64)
-    assert (estimated - reference).abs().max() < 2e-2
+    assert (estimated - reference).abs().max() < 1e-4
     with pytest.raises(DiffdiffError, match="uint8"):
         tiled_vae_encode(vae, pixels.astype(np.float32))

@@ -26,7 +26,6 @@ import ctypes
 import math
 from contextlib import contextmanager
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -126,9 +125,12 @@ class _PixelSource:
     def downscaled(self, hw: tuple[int, int]) -> torch.Tensor:
         if hw == tuple(self.pixels.shape[1:3]):
             return self._convert(self.pixels)
-        small = np.stack([cv2.resize(item, (hw[1], hw[0]), interpolation=cv2.INTER_AREA)
-                          for item in self.pixels])
-        return self._convert(small)
+        # one channel at a time in float32: the same area average as the tensor path, a third of its memory
+        planes = (torch.from_numpy(np.ascontiguousarray(self.pixels[..., c]))[:, None].float()
+                  for c in range(self.pixels.shape[-1]))
+        channels = [F.interpolate(plane, size=hw, mode="area") for plane in planes]
+        small = torch.cat(channels, dim=1)
+        return (small / 127.5 - 1.0).to(self.device, self.dtype)
 
 
 class _TensorSink:
