@@ -67,3 +67,31 @@ def test_upscale_verb_end_to_end(tmp_path, capsys):
     assert main(args) == 2 and "exists" in capsys.readouterr().err  # no --overwrite
     bad = args[:-5] + ["--overwrite", "--tile", "60"]
     assert main(bad) == 2 and "multiple of 8" in capsys.readouterr().err
+
+
+def test_4096_upscale_refine_runs_on_cpu_keeps_map_zero_pixels_and_skips_tiles(tmp_path):
+    """The issue's size test: a synthetic 2048² image → 2× → 4096², tiny SD1 model, 2 steps, 512 px tiles."""
+    from diffdiff.models import load_model, make_tiny_model
+    from diffdiff.upscale import upscale
+
+    half = 2048
+    rng = np.random.default_rng(1)
+    pixels = np.empty((half, half, 3), np.uint8)
+    pixels[: half // 2] = (110, 150, 210)  # flat sky: no detail, so map 0 (kept bit for bit)
+    pixels[half // 2:] = rng.integers(40, 200, (half - half // 2, half, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels)
+    del pixels
+    options = dict(min_strength=0.0, max_strength=0.5)
+    model = load_model(make_tiny_model(tmp_path / "tiny", "sd1"), device="cpu")
+    stats = {}
+    result = upscale(image, model=model, scale=2, steps=2, cfg=1.0, tile=512, overlap=64,
+                     strength_from="detail", stats=stats, **options)
+    out = result.images[0]
+    assert out.size == (4096, 4096)
+    enlarged = pixel_upscale(image, 2)
+    keep = strength_map_for(enlarged, "detail", **options) == 0.0
+    assert keep.mean() > 0.3  # most of the sky
+    assert np.array_equal(np.asarray(out)[keep], np.asarray(enlarged)[keep])
+    assert not np.array_equal(np.asarray(out)[~keep], np.asarray(enlarged)[~keep])
+    assert stats["tiles"] == 81 and stats["network_calls_without_skip"] == 2 * 81
+    assert 0 < stats["network_calls"] < stats["network_calls_without_skip"]
