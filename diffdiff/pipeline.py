@@ -142,9 +142,10 @@ def latent_grid(padded_map: np.ndarray, latent_hw: tuple[int, int]) -> torch.Ten
     if padded_map.shape != (8 * height, 8 * width):
         return to_latent_grid(padded_map, latent_hw)
     rows = max(1, LATENT_STRIP_PIXELS // (64 * width))  # latent rows per strip (each 8 × 8w pixels)
-    strips = [to_latent_grid(padded_map[8 * top:8 * min(height, top + rows)], (min(height, top + rows) - top,
-                                                                               width))
-              for top in range(0, height, rows)]
+    strips = []
+    for top in range(0, height, rows):
+        bottom = min(height, top + rows)
+        strips.append(to_latent_grid(padded_map[8 * top:8 * bottom], (bottom - top, width)))
     return torch.cat(strips, dim=0)
 
 

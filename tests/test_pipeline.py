@@ -186,3 +186,17 @@ def test_other_families_edit_and_generate(family, tmp_path):
     assert result.settings["family"] == family
     made = pipeline.generate("a field", model=model, width=40, height=24, steps=1)
     assert made.images[0].size == (40, 24)
+
+
+def test_latent_grid_in_strips_equals_the_whole_map_average(monkeypatch):
+    import torch
+
+    from diffdiff.maps.latent import to_latent_grid
+
+    rng = np.random.default_rng(3)
+    strength = rng.random((8 * 13, 8 * 9)).astype(np.float32)
+    strength[:40] = 0.0
+    monkeypatch.setattr(pipeline, "LATENT_STRIP_PIXELS", 64 * 9 * 4)  # 4 latent rows per strip: 4 strips
+    strips = pipeline.latent_grid(strength, (13, 9))
+    assert torch.equal(strips, to_latent_grid(strength, (13, 9)))
+    assert torch.all(strips[:5] == 0.0)
