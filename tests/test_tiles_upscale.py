@@ -67,6 +67,12 @@ def test_upscale_verb_end_to_end(tmp_path, capsys):
     assert main(args) == 2 and "exists" in capsys.readouterr().err  # no --overwrite
     bad = args[:-5] + ["--overwrite", "--tile", "60"]
     assert main(bad) == 2 and "multiple of 8" in capsys.readouterr().err
+    for option, value, message in (("--sampler", "nope", "unknown sampler"),
+                                   ("--scheduler", "nope", "unknown scheduler"),
+                                   ("--vae", str(tmp_path / "absent.safetensors"), "not found")):
+        assert main(args[:-5] + ["--overwrite", option, value]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1
 
 
 def test_4096_upscale_refine_runs_on_cpu_keeps_map_zero_pixels_and_skips_tiles(tmp_path):

@@ -9,25 +9,9 @@ OUT-1.png, ..., OUT-(N-1).png; image k used seed + k.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-
-def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("model")
-    group.add_argument("--model", required=True, metavar="PATH",
-                       help="checkpoint (.safetensors), diffusers folder, or a hub id in the offline cache")
-    group.add_argument("--vae", metavar="PATH", help="a separate VAE file (.safetensors)")
-    group.add_argument("--family", choices=("sd1", "sd2", "sd2-v", "sdxl"),
-                       help="override family detection (must agree with the file's text encoders; "
-                            "mainly to choose sd2 vs sd2-v)")
-    group.add_argument("--prediction", choices=("eps", "v"),
-                       help="override the prediction type of an SD2 checkpoint (eps or v)")
-    group.add_argument("--device", default="auto", help="auto | cpu | cuda | mps (default auto)")
-    group.add_argument("--dtype", choices=("fp16", "bf16", "fp32"),
-                       help="network precision (default fp16 on GPUs, fp32 on CPU)")
-    group.add_argument("--allow-pickle", action="store_true",
-                       help="allow loading pickled .ckpt/.bin files (they can run code: trusted files only)")
+from diffdiff.cli.options import add_model_options, check_model_paths, load_model_from_args, write_results
 
 
 def _add_sampling_options(parser: argparse.ArgumentParser) -> None:
@@ -72,7 +56,7 @@ def register(subparsers) -> None:
     edit.add_argument("--alpha", action="store_true",
                       help="write the generated image with the composite opacity as its alpha channel")
     _add_sampling_options(edit)
-    _add_model_options(edit)
+    add_model_options(edit)
     _add_output_options(edit)
     edit.set_defaults(func=run_edit)
 
@@ -81,7 +65,7 @@ def register(subparsers) -> None:
     generate.add_argument("--width", type=int, default=512)
     generate.add_argument("--height", type=int, default=512)
     _add_sampling_options(generate)
-    _add_model_options(generate)
+    add_model_options(generate)
     _add_output_options(generate)
     generate.set_defaults(func=run_generate)
 
@@ -106,39 +90,6 @@ def _check_outputs(args) -> list[Path]:
     return outputs
 
 
-def _check_model_paths(args) -> None:
-    from diffdiff.errors import DiffdiffError
-
-    model = Path(args.model).expanduser()
-    if not model.exists() and ("/" not in args.model or args.model.startswith((".", "/", "~"))):
-        raise DiffdiffError(f"model {args.model} not found (give a checkpoint file, a folder or a hub id)")
-    if args.vae and not Path(args.vae).expanduser().is_file():
-        raise DiffdiffError(f"VAE file {args.vae} not found")
-    from diffdiff.models.device import resolve_device
-
-    resolve_device(args.device)
-
-
-def _load(args):
-    from diffdiff.models import load_model
-
-    return load_model(args.model, family=args.family, prediction=args.prediction, vae=args.vae,
-                      device=args.device, dtype=args.dtype, allow_pickle=args.allow_pickle)
-
-
-def _finish(args, result, stats: dict) -> int:
-    from diffdiff.atomic import atomic_write
-
-    written = result.save(args.output, overwrite=args.overwrite)
-    if args.stats:
-        text = json.dumps(stats, indent=2, sort_keys=True)
-        atomic_write(args.stats, lambda tmp: tmp.write_text(text + "\n"), overwrite=True)
-    if not args.quiet:
-        for path in written:
-            print(path)
-    return 0
-
-
 def _map_argument(text: str):
     try:
         return float(text)
@@ -161,8 +112,8 @@ def run_edit(args) -> int:
     image = load_image(args.image)
     check_size(*image.size)
     strength, description = pixel_map(_map_argument(args.map), image.size, invert=args.invert_map)
-    _check_model_paths(args)
-    model = _load(args)
+    check_model_paths(args)
+    model = load_model_from_args(args)
     stats: dict = {}
     with StepProgress(options["steps"], description="edit", quiet=args.quiet) as progress:
         result = edit(image, strength, args.prompt, model=model, negative=args.negative,
@@ -175,7 +126,7 @@ def run_edit(args) -> int:
     result.settings["map"] = description
     result.settings["invert_map"] = bool(args.invert_map)
     result.settings["image"] = Path(args.image).name
-    return _finish(args, result, stats)
+    return write_results(args, result, stats)
 
 
 def run_generate(args) -> int:
@@ -188,8 +139,8 @@ def run_generate(args) -> int:
         if not 8 <= value <= 16384:
             raise DiffdiffError(f"{name} must lie in [8, 16384]; got {value}")
     _check_outputs(args)
-    _check_model_paths(args)
-    model = _load(args)
+    check_model_paths(args)
+    model = load_model_from_args(args)
     stats: dict = {}
     with StepProgress(options["steps"], description="generate", quiet=args.quiet) as progress:
         result = generate(args.prompt, model=model, width=args.width, height=args.height,
@@ -198,4 +149,4 @@ def run_generate(args) -> int:
                           batch=options["batch"], tile=options["tile"], overlap=options["overlap"],
                           blend=options["blend"], tile_batch=options["tile_batch"], callback=progress,
                           stats=stats)
-    return _finish(args, result, stats)
+    return write_results(args, result, stats)

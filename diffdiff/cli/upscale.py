@@ -6,9 +6,9 @@ range, a map file for --strength-from map), so mistakes fail at once.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from diffdiff.cli.options import add_model_options, check_model_paths, load_model_from_args, write_results
 from diffdiff.errors import DiffdiffError
 
 BLENDS = ("mixture", "multidiffusion", "spot")
@@ -22,7 +22,6 @@ def register(subparsers) -> None:
                     "refine; tiles with no active pixel at a step are skipped exactly.")
     parser.add_argument("image", metavar="IMAGE", help="the image to upscale")
     parser.add_argument("--scale", type=float, default=2.0, help="enlargement factor (default 2)")
-    parser.add_argument("--model", required=True, metavar="PATH", help="checkpoint, diffusers folder, hub id")
     parser.add_argument("-o", "--output", required=True, metavar="OUT.png", help="output PNG")
     parser.add_argument("--prompt", default="", help="what the image shows")
     parser.add_argument("--negative", default="", help="negative prompt")
@@ -42,10 +41,10 @@ def register(subparsers) -> None:
     parser.add_argument("--min-strength", type=float, default=0.0)
     parser.add_argument("--max-strength", type=float, default=0.5)
     parser.add_argument("--upscaler", metavar="MODEL", help=".pth/.safetensors upscaler (spandrel)")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     parser.add_argument("--stats", metavar="FILE.json", help="write calls, tiles, steps, peak RSS, seconds")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    parser.add_argument("--quiet", action="store_true", help="print nothing on success")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar; print nothing on success")
+    add_model_options(parser)
     parser.set_defaults(func=run_upscale)
 
 
@@ -58,9 +57,16 @@ def check_arguments(args) -> None:
     """Every check that needs no model: raises DiffdiffError naming the problem."""
     from diffdiff.atomic import check_writable
     from diffdiff.imageio import check_readable_image
+    from diffdiff.sampling import SAMPLERS, SCHEDULERS
     from diffdiff.upscale import check_scale
 
     check_scale(args.scale)
+    if args.sampler not in SAMPLERS:
+        raise DiffdiffError(f"unknown sampler {args.sampler!r}; choose one of: {', '.join(SAMPLERS)}")
+    if args.scheduler not in SCHEDULERS:
+        raise DiffdiffError(f"unknown scheduler {args.scheduler!r}; choose one of: {', '.join(SCHEDULERS)}")
+    if args.steps < 1:
+        raise DiffdiffError(f"--steps must be at least 1, got {args.steps}")
     _multiple_of_8(args.tile, "--tile", 64)
     _multiple_of_8(args.overlap, "--overlap", 0)
     if args.tile is not None and args.overlap is not None and args.overlap >= args.tile:
@@ -87,27 +93,22 @@ def check_arguments(args) -> None:
     check_writable(args.output, overwrite=args.overwrite)
     if args.stats:
         check_writable(args.stats, overwrite=True)
+    check_model_paths(args)
 
 
 def run_upscale(args) -> int:
-    from diffdiff.atomic import atomic_write
-    from diffdiff.models import load_model
+    from diffdiff.progress import StepProgress
     from diffdiff.upscale import upscale
 
     check_arguments(args)
-    model = load_model(args.model, device=args.device)
+    model = load_model_from_args(args)
     stats: dict = {}
-    result = upscale(
-        args.image, model=model, scale=args.scale, prompt=args.prompt, negative=args.negative,
-        sampler=args.sampler, scheduler=args.scheduler, steps=args.steps, cfg=args.cfg, seed=args.seed,
-        tile=args.tile, overlap=args.overlap, blend=args.blend, tile_batch=args.tile_batch,
-        strength=args.strength, strength_from=args.strength_from, map_path=args.map,
-        min_strength=args.min_strength, max_strength=args.max_strength, upscaler=args.upscaler, stats=stats)
-    written = result.save(args.output, overwrite=args.overwrite)
-    if args.stats:
-        text = json.dumps(stats, indent=2, sort_keys=True)
-        atomic_write(args.stats, lambda tmp: tmp.write_text(text + "\n"), overwrite=True)
-    if not args.quiet:
-        for path in written:
-            print(path)
-    return 0
+    with StepProgress(args.steps, description="upscale", quiet=args.quiet) as progress:
+        result = upscale(
+            args.image, model=model, scale=args.scale, prompt=args.prompt, negative=args.negative,
+            sampler=args.sampler, scheduler=args.scheduler, steps=args.steps, cfg=args.cfg, seed=args.seed,
+            tile=args.tile, overlap=args.overlap, blend=args.blend, tile_batch=args.tile_batch,
+            strength=args.strength, strength_from=args.strength_from, map_path=args.map,
+            min_strength=args.min_strength, max_strength=args.max_strength, upscaler=args.upscaler,
+            stats=stats, callback=progress)
+    return write_results(args, result, stats)
