@@ -39,10 +39,10 @@ def as_map(array, name: str = "map") -> np.ndarray:
     if array.shape[0] < 1 or array.shape[1] < 1:
         raise DiffdiffError(f"{name} is empty (shape {tuple(array.shape)})")
     if array.dtype == np.bool_:  # a boolean mask: True = change
-        array = array.astype(np.float32)
+        array = array.astype(np.float32, copy=False)  # the clip below makes the one copy we return
     if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
         raise DiffdiffError(f"{name} must hold real numbers; got dtype {array.dtype}")
-    array = array.astype(np.float32)
+    array = array.astype(np.float32, copy=False)  # the clip below makes the one copy we return
     if not np.isfinite(array).all():
         bad = int((~np.isfinite(array)).sum())
         raise DiffdiffError(f"{name} contains {bad} NaN or infinite value(s); a map must be finite in [0, 1]")
