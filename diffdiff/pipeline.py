@@ -20,6 +20,7 @@ import diffdiff
 from diffdiff import composite as compositing
 from diffdiff.errors import DiffdiffError
 from diffdiff.imageio import load_image, output_paths, save_png
+from diffdiff.maps import to_latent_grid
 from diffdiff.metadata import parameters_text, settings_for_item
 from diffdiff.pipeline_inputs import (
     check_size,
@@ -29,6 +30,7 @@ from diffdiff.pipeline_inputs import (
     validate_options,
 )
 from diffdiff.pipeline_tiling import decode_pixels, encode_pixels, plan_tiling, wrap_denoiser
+from diffdiff.sampling import sample
 from diffdiff.tiles.vae import release_free_memory
 
 DEFAULT_TILE_BATCH = 4
@@ -94,11 +96,6 @@ def _base_settings(model, prompt, negative, options, width, height, extra) -> di
 def _run_sampler(model, latent, strength, *, prompt, negative, options, plan, width, height, callback,
                  sample_stats):
     """Conditioning → (tiled) denoiser → sample(); returns (result latent, tiler or None, tile count)."""
-    try:
-        from diffdiff.sampling import sample
-    except ImportError:  # the package may not re-export it
-        from diffdiff.sampling.sample import sample
-
     conditioning = model.encode_prompt(prompt, negative, width=width, height=height, batch=1)
     denoiser = model.denoiser(conditioning, options["cfg"])
     denoiser, tile_count = wrap_denoiser(denoiser, plan, tuple(latent.shape[-2:]), blend=options["blend"],
@@ -133,11 +130,6 @@ def _fill_stats(stats, sample_stats, tiler, tile_count, batch, steps, started):
 
 def latent_grid(padded_map: np.ndarray, latent_hw: tuple[int, int]) -> torch.Tensor:
     """The pixel map averaged to the latent grid (h, w), in row strips (no full-size float64 copy)."""
-    try:
-        from diffdiff.maps import to_latent_grid
-    except ImportError:  # the package may not re-export it
-        from diffdiff.maps.latent import to_latent_grid
-
     height, width = latent_hw
     if padded_map.shape != (8 * height, 8 * width):
         return to_latent_grid(padded_map, latent_hw)

@@ -24,18 +24,14 @@ MIN_SIDE = 8
 
 
 def sampler_names() -> tuple[str, ...]:
-    try:
-        from diffdiff.sampling import SAMPLERS
-    except ImportError:
-        from diffdiff.sampling.samplers import SAMPLERS
+    from diffdiff.sampling import SAMPLERS
+
     return tuple(SAMPLERS)
 
 
 def scheduler_names() -> tuple[str, ...]:
-    try:
-        from diffdiff.sampling import SCHEDULERS
-    except ImportError:
-        from diffdiff.sampling.schedules import SCHEDULERS
+    from diffdiff.sampling import SCHEDULERS
+
     return tuple(SCHEDULERS)
 
 

@@ -13,10 +13,8 @@ from .families import base_family
 
 
 def _model_sampling(family: str):
-    try:
-        from ..sampling import model_sampling
-    except ImportError:  # the package may not re-export it yet
-        from ..sampling.parametrisation import model_sampling
+    from ..sampling import model_sampling
+
     return model_sampling(family)
 
 

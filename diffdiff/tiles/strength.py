@@ -2,7 +2,7 @@
 
 "Per-tile strength" is true strength: every source builds a per-pixel map in [min, max] that the
 differential gate uses; the model output is never scaled. Sources:
-- detail: local detail of the image (diffdiff.maps' detail map; a local-variance measure if unavailable);
+- detail: local detail of the image (diffdiff.maps' detail map, local variance);
 - quadtree: a quadtree over the detail on the latent grid; smaller (more detailed) leaves get more
   strength, leaf values are smoothed across leaf borders so no tile edge shows in the map;
 - map: a user map file (white = change fully), rescaled into [min, max];
@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import DiffdiffError
+from ..maps import detail_map
 from .plan import plan_quadtree
 
 STRENGTH_SOURCES = ("detail", "quadtree", "map", "uniform")
@@ -39,35 +40,15 @@ def _rescale(unit_map: np.ndarray, min_strength: float, max_strength: float) -> 
     return np.clip(result, 0.0, 1.0, out=result)
 
 
-def _grey(image: Image.Image) -> np.ndarray:
-    return np.asarray(image.convert("L"), dtype=np.float64) / 255.0
-
-
-def local_variance_detail(image: Image.Image, radius: float = 8.0) -> np.ndarray:
-    """Detail in [0, 1]: local standard deviation of luminance (Gaussian window), max-normalised."""
-    grey = _grey(image)
-    mean = cv2.GaussianBlur(grey, (0, 0), radius)
-    variance = np.maximum(cv2.GaussianBlur(grey * grey, (0, 0), radius) - mean * mean, 0.0)
-    deviation = np.sqrt(variance)
-    top = float(np.percentile(deviation, 99.5))
-    return np.clip(deviation / top, 0.0, 1.0) if top > 1e-6 else np.zeros_like(deviation)
-
-
 def detail_unit_map(image: Image.Image, work_pixels: int = DETAIL_WORK_PIXELS) -> np.ndarray:
-    """Detail in [0, 1] at image size (float32): diffdiff.maps.detail_map when present, else local variance.
+    """Detail in [0, 1] at image size (float32), from diffdiff.maps.detail_map (local variance).
 
     Images above `work_pixels` are measured on a box-reduced copy (integer factor, detail scale divided
     by it) and the result is upsampled bilinearly: the map's cost and memory stay flat per megapixel.
     """
     factor = max(1, math.floor(math.sqrt(image.width * image.height / work_pixels)))
     small = image.reduce(factor) if factor > 1 else image
-    try:
-        from diffdiff.maps import detail_map
-    except ImportError:
-        unit = local_variance_detail(small, radius=8.0 / factor)
-    else:
-        unit = detail_map(small, scale=8.0 / factor, low=0.0, high=1.0)
-    unit = np.asarray(unit, dtype=np.float32)
+    unit = np.asarray(detail_map(small, scale=8.0 / factor, low=0.0, high=1.0), dtype=np.float32)
     if unit.shape != (image.height, image.width):
         unit = np.clip(cv2.resize(unit, image.size, interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
     return unit
