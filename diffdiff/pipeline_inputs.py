@@ -10,7 +10,6 @@ import math
 import os
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from PIL import Image
@@ -98,23 +97,12 @@ def validate_options(*, sampler, scheduler, steps, cfg, denoise, batch, gate, ga
     return options
 
 
-def resize_map(strength_map: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize a map (H, W) to the image `size` = (width, height): area averaging down, bilinear up."""
-    width, height = size
-    if strength_map.shape == (height, width):
-        return strength_map
-    shrinking = width * height < strength_map.shape[0] * strength_map.shape[1]
-    method = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
-    resized = cv2.resize(strength_map.astype(np.float32), (width, height), interpolation=method)
-    return np.clip(resized, 0.0, 1.0)
-
-
 def pixel_map(strength_map, image_size: tuple[int, int], invert: bool = False) -> tuple[np.ndarray, str]:
     """The strength map at the image's size, float32 in [0, 1], and a short description for the metadata.
 
     `strength_map` may be a number (a constant map), a numpy array or tensor, a PIL image, or a file path.
     """
-    from diffdiff.maps.io import as_map, image_to_map, load_map
+    from diffdiff.maps import as_map, image_to_map, load_map, resize
 
     if isinstance(strength_map, bool):
         raise DiffdiffError("strength map must be a number, an array, an image or a file path; got a bool")
@@ -128,7 +116,8 @@ def pixel_map(strength_map, image_size: tuple[int, int], invert: bool = False) -
     else:
         array, description = as_map(strength_map, "strength map"), "array"
     check_aspect(image_size, array.shape)
-    array = resize_map(array, image_size)
+    if array.shape != (image_size[1], image_size[0]):
+        array = resize(array, (image_size[1], image_size[0]))  # area down, bicubic up, per axis
     if invert:
         array = 1.0 - array
         description += " (inverted)"
