@@ -200,3 +200,22 @@ def test_latent_grid_in_strips_equals_the_whole_map_average(monkeypatch):
     strips = pipeline.latent_grid(strength, (13, 9))
     assert torch.equal(strips, to_latent_grid(strength, (13, 9)))
     assert torch.all(strips[:5] == 0.0)
+
+
+@pytest.mark.parametrize("dtype, vae_dtype", [("bf16", "bfloat16"), ("fp16", "float32")])
+def test_half_precision_keeps_map_zero_pixels_and_stays_close_to_fp32(tiny_sd1, photo, tmp_path_factory,
+                                                                     dtype, vae_dtype):
+    import torch
+
+    from diffdiff.models import load_model, make_tiny_model
+
+    folder = make_tiny_model(tmp_path_factory.mktemp(f"tiny-{dtype}") / "sd1", "sd1")
+    half = load_model(folder, device="cpu", dtype=dtype)
+    assert half.unet.dtype != torch.float32
+    assert half.vae.dtype == getattr(torch, vae_dtype)  # fp16 VAEs overflow: an fp16 model keeps it in fp32
+    low = pipeline.edit(photo, _half_map(), "a red barn", model=half, steps=3, seed=1)
+    full = pipeline.edit(photo, _half_map(), "a red barn", model=tiny_sd1, steps=3, seed=1)
+    out_low, out_full = np.asarray(low.images[0]).astype(int), np.asarray(full.images[0]).astype(int)
+    assert np.array_equal(out_low[:, :45], np.asarray(photo)[:, :45])
+    assert np.abs(out_low - out_full).mean() < 12  # the same picture up to half-precision rounding
+    assert not np.array_equal(out_low, out_full)  # but the network really ran in half precision
