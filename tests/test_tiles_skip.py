@@ -93,3 +93,24 @@ def test_plan_quadtree_splits_only_where_detailed():
     sizes = {t.core_box[2] for t in tiles if t.core_box[0] < 16 and t.core_box[1] < 16}
     assert sizes == {8}
     assert {t.core_box[2] for t in tiles if t.core_box[0] >= 32} == {32}
+
+
+def test_skipping_with_a_real_network_differs_only_by_batch_rounding(tmp_path):
+    from diffdiff.models import load_model, make_tiny_model
+
+    model = load_model(make_tiny_model(tmp_path / "sd1", "sd1"), device="cpu")
+    denoiser = model.denoiser(model.encode_prompt("a field", "", width=256, height=192), 3.0)
+    height, width = 24, 32
+    torch.manual_seed(1)
+    latent = torch.randn(1, 4, height, width)
+    s = strength_map(height, width)
+    tiles = plan_grid(height, width, 16, 4)
+    outs, tilers = {}, {}
+    for skip in (True, False):
+        tilers[skip] = TiledDenoiser(denoiser, tiles, blend="mixture", tile_batch=2, skip=skip)
+        outs[skip] = sample(tilers[skip], latent, model_sampling=model.model_sampling, sampler="euler",
+                            scheduler="normal", steps=4, seed=5, strength_map=s)
+    assert tilers[True].tile_calls < tilers[False].tile_calls
+    assert torch.equal(outs[True][..., : width // 2], latent[..., : width // 2])  # map 0: untouched
+    assert torch.allclose(outs[True], outs[False], atol=1e-4, rtol=0)
+    assert not torch.equal(outs[True], latent)
