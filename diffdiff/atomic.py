@@ -13,6 +13,8 @@ from .errors import DiffdiffError
 def check_writable(path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Fail early (before any work) if `path` exists without `overwrite` or its folder is not writable."""
     path = Path(path)
+    if path.is_dir():
+        raise DiffdiffError(f"cannot write {path}: it is a folder")
     if path.exists() and not overwrite:
         raise DiffdiffError(f"{path} exists; pass --overwrite to replace it")
     folder = path.parent if str(path.parent) else Path(".")

@@ -110,6 +110,7 @@ BAD_INPUTS = {
     "output folder missing": ({"-o": "missing-folder/out.png"}, "does not exist"),
     "output under a file": ({"-o": "@image/out.png"}, "does not exist"),
     "output not png": ({"-o": "out.jpg"}, ".png"),
+    "stats path is a folder": ({"--stats": "root"}, "is a folder"),  # was: PNG written, then a failure
 }
 
 
