@@ -75,6 +75,17 @@ def test_upscale_verb_end_to_end(tmp_path, capsys):
         assert message in err and err.count("\n") == 1
 
 
+def test_upscale_refuses_an_output_that_is_not_png(tmp_path, capsys):
+    # it used to write PNG bytes under the .jpg name
+    sky_and_ground(32).save(tmp_path / "in.png")
+    out = tmp_path / "out.jpg"
+    code = main(["upscale", str(tmp_path / "in.png"), "--model", str(tmp_path / "none.safetensors"),
+                 "-o", str(out), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "must end in .png" in err
+    assert not out.exists()
+
+
 def test_4096_upscale_refine_runs_on_cpu_keeps_map_zero_pixels_and_skips_tiles(tmp_path):
     """The issue's size test: a synthetic 2048² image → 2× → 4096², tiny SD1 model, 2 steps, 512 px tiles."""
     from diffdiff.models import load_model, make_tiny_model

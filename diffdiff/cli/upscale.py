@@ -56,7 +56,7 @@ def _multiple_of_8(value, name: str, minimum: int) -> None:
 def check_arguments(args) -> None:
     """Every check that needs no model: raises DiffdiffError naming the problem."""
     from diffdiff.atomic import check_writable
-    from diffdiff.imageio import check_readable_image
+    from diffdiff.imageio import check_outputs, check_readable_image
     from diffdiff.sampling import SAMPLERS, SCHEDULERS
     from diffdiff.upscale import check_scale
 
@@ -90,7 +90,7 @@ def check_arguments(args) -> None:
     if args.upscaler and not Path(args.upscaler).is_file():
         raise DiffdiffError(f"upscaler model {args.upscaler} not found")
     check_readable_image(args.image)
-    check_writable(args.output, overwrite=args.overwrite)
+    check_outputs(args.output, 1, overwrite=args.overwrite)  # a .png: the metadata lives in its text chunks
     if args.stats:
         check_writable(args.stats, overwrite=True)
     check_model_paths(args)
