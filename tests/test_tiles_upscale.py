@@ -43,6 +43,13 @@ def test_map_and_uniform_sources(tmp_path):
         strength_map_for(image, "detail", min_strength=0.7, max_strength=0.2)
 
 
+def test_map_source_refuses_another_aspect_ratio(tmp_path):
+    # a square map for a 2:1 image used to be stretched silently
+    Image.new("L", (64, 64), 255).save(tmp_path / "square.png")
+    with pytest.raises(DiffdiffError, match="aspect ratios differ"):
+        strength_map_for(Image.new("RGB", (128, 64)), "map", map_path=tmp_path / "square.png")
+
+
 def test_pixel_upscale_size_and_missing_upscaler(tmp_path):
     assert pixel_upscale(sky_and_ground(40), 2.5).size == (100, 100)
     with pytest.raises(DiffdiffError, match="not found"):

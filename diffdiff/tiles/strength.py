@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import DiffdiffError
+from ..imageio import check_aspect
 from ..maps import detail_map
 from .plan import plan_quadtree
 
@@ -91,6 +92,7 @@ def strength_map_for(image: Image.Image, source: str, *, strength: float | None 
         from diffdiff.maps import load_map
 
         user = np.asarray(load_map(map_path), dtype=np.float32)
+        check_aspect((width, height), user.shape)  # as edit: a map of another shape would be stretched
         if user.shape != (height, width):
             user = cv2.resize(user, (width, height), interpolation=cv2.INTER_LINEAR)
         return _rescale(np.clip(user, 0.0, 1.0), min_strength, max_strength)
