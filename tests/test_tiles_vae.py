@@ -109,3 +109,15 @@ def test_encode_from_uint8_pixels_matches_encoding_their_float_tensor(decoded):
     assert (estimated - reference).abs().max() < 1e-4
     with pytest.raises(DiffdiffError, match="uint8"):
         tiled_vae_encode(vae, pixels.astype(np.float32))
+
+
+def test_encode_copies_read_only_pixels_instead_of_handing_them_to_torch(decoded, monkeypatch):
+    # np.asarray(PIL image) is read-only; torch.from_numpy on it printed a UserWarning during `upscale`
+    vae, _, _ = decoded[False]
+    pixels = ((gradient_image(64)[0].permute(1, 2, 0) + 1) * 127.5).round().to(torch.uint8).numpy()
+    pixels.setflags(write=False)
+    writable, from_numpy = [], torch.from_numpy
+    monkeypatch.setattr(torch, "from_numpy", lambda a: writable.append(a.flags.writeable) or from_numpy(a))
+    tiled_vae_encode(vae, pixels, tile=64, overlap=0)  # one tile: the whole, contiguous array
+    tiled_vae_encode(vae, pixels, tile=32, overlap=16)
+    assert writable and all(writable)

@@ -116,7 +116,8 @@ class _PixelSource:
         self.shape = (batch, channels, height, width)
 
     def _convert(self, part: np.ndarray) -> torch.Tensor:
-        tensor = torch.from_numpy(np.ascontiguousarray(part)).permute(0, 3, 1, 2).float()
+        # contiguous and writable: torch warns on read-only arrays (a PIL image's np.asarray is one)
+        tensor = torch.from_numpy(np.require(part, requirements=("C", "W"))).permute(0, 3, 1, 2).float()
         return (tensor / 127.5 - 1.0).to(self.device, self.dtype)
 
     def region(self, y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
@@ -126,7 +127,7 @@ class _PixelSource:
         if hw == tuple(self.pixels.shape[1:3]):
             return self._convert(self.pixels)
         # one channel at a time in float32: the same area average as the tensor path, a third of its memory
-        planes = (torch.from_numpy(np.ascontiguousarray(self.pixels[..., c]))[:, None].float()
+        planes = (torch.from_numpy(np.require(self.pixels[..., c], requirements=("C", "W")))[:, None].float()
                   for c in range(self.pixels.shape[-1]))
         channels = [F.interpolate(plane, size=hw, mode="area") for plane in planes]
         small = torch.cat(channels, dim=1)
