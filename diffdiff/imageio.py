@@ -27,7 +27,7 @@ ASPECT_TOLERANCE = 0.02
 def _open_checked(path: Path, max_pixels: int) -> Image.Image:
     """Open `path` lazily, refusing huge declared sizes before any pixel is decoded."""
     if not path.is_file():
-        raise DiffdiffError(f"cannot read {path}: no such file")
+        raise DiffdiffError(f"cannot read {path}: " + ("it is a folder" if path.is_dir() else "no such file"))
     previous_limit = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = max_pixels  # PIL's bomb check then enforces our one limit
     try:

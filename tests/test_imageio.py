@@ -25,6 +25,8 @@ def _png_with_declared_size(path, width, height):
 def test_missing_corrupt_truncated_files_raise_clear_errors(tmp_path):
     with pytest.raises(DiffdiffError, match="no such file"):
         imageio.load_image(tmp_path / "nope.png")
+    with pytest.raises(DiffdiffError, match="it is a folder"):  # was "no such file" for a folder
+        imageio.load_image(tmp_path)
     garbage = tmp_path / "garbage.png"
     garbage.write_bytes(b"this is not an image at all")
     with pytest.raises(DiffdiffError, match="not an image"):
