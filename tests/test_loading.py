@@ -147,6 +147,13 @@ def test_pickled_checkpoint_with_opt_in_reaches_family_detection(tmp_path):
         load_model(path, device="cpu", allow_pickle=True)
 
 
+def test_empty_pickled_checkpoint_names_the_failure(tmp_path):
+    path = tmp_path / "empty.ckpt"
+    path.write_bytes(b"")
+    with pytest.raises(DiffdiffError, match=r"cannot load pickled checkpoint empty.ckpt: EOFError$"):
+        load_model(path, device="cpu", allow_pickle=True)  # the message used to end in a bare colon
+
+
 def test_corrupt_safetensors_is_one_line_error(tmp_path):
     from safetensors.torch import save_file
 

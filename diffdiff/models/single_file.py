@@ -61,7 +61,7 @@ def _read_pickled(path: Path, allow_pickle: bool) -> dict:
     try:
         loaded = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as error:
-        reason = " ".join(str(error).split())[:200]
+        reason = " ".join(str(error).split())[:200] or type(error).__name__  # EOFError('') for an empty file
         raise DiffdiffError(f"cannot load pickled checkpoint {path.name}: {reason}") from None
     if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
         loaded = loaded["state_dict"]
