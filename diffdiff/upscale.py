@@ -8,6 +8,7 @@ at a step are skipped exactly, so a low-strength map makes large upscales cheap.
 
 from __future__ import annotations
 
+import os
 import resource
 import sys
 import time
@@ -99,6 +100,14 @@ def upscale(image, *, model, scale: float = 2.0, prompt: str = "", negative: str
     result = edit(handed.pop(0), handed.pop(0), prompt, model=model, negative=negative, sampler=sampler,
                   scheduler=scheduler, steps=steps, cfg=cfg, seed=seed, tile=int(tile), overlap=overlap,
                   blend=blend, tile_batch=tile_batch, callback=callback, stats=run_stats)
+    # edit() recorded an edit of an in-memory array; say what was really done (the JSON holds every setting)
+    result.settings.update(
+        mode="upscale", scale=scale, strength_from=strength_from, strength=strength,
+        min_strength=None if strength_from == "uniform" else min_strength,
+        max_strength=None if strength_from == "uniform" else max_strength, mean_strength=mean_strength,
+        map=Path(map_path).name if map_path is not None else strength_from,
+        upscaler=Path(upscaler).name if upscaler is not None else "lanczos",
+        image=Path(image).name if isinstance(image, (str, os.PathLike)) else "image")
     if stats is not None:
         stats.update({key: run_stats[key] for key in ("network_calls", "network_calls_without_skip", "tiles",
                                                       "steps") if key in run_stats})

@@ -71,6 +71,10 @@ def test_upscale_verb_end_to_end(tmp_path, capsys):
     for key in ("network_calls", "network_calls_without_skip", "tiles", "steps", "peak_rss_mb", "seconds"):
         assert key in numbers
     assert numbers["tiles"] > 1 and numbers["network_calls"] <= numbers["network_calls_without_skip"]
+    settings = json.loads(Image.open(out).text["diffdiff"])  # used to read mode "edit", map "array"
+    assert settings["mode"] == "upscale" and settings["scale"] == 2 and settings["image"] == "in.png"
+    assert settings["strength_from"] == "detail" and settings["max_strength"] == 0.5
+    assert settings["map"] == "detail" and settings["upscaler"] == "lanczos"
     assert main(args) == 2 and "exists" in capsys.readouterr().err  # no --overwrite
     bad = args[:-5] + ["--overwrite", "--tile", "60"]
     assert main(bad) == 2 and "multiple of 8" in capsys.readouterr().err
