@@ -99,6 +99,9 @@ def test_bad_inputs_give_one_error_line(tmp_path, capsys):
     assert "aspect ratio" in _error(capsys)
     assert main(["map", "solid", "--size", "ten", "--value", "1", "-o", str(tmp_path / "s.png")]) == 2
     assert "WIDTHxHEIGHT" in _error(capsys)
+    huge = ["map", "solid", "--size", "100000x100000", "--value", "1", "-o", str(tmp_path / "s.png")]
+    assert main(huge) == 2
+    assert "pixel limit" in _error(capsys)  # not a MemoryError allocating 37 GiB
     assert main(["map", "solid", "--size", "4x4", "--value", "1", "--bits", "16",
                  "-o", str(tmp_path / "s.jpg")]) == 2
     assert "16" in _error(capsys)

@@ -13,6 +13,7 @@ from pathlib import Path
 from diffdiff import maps
 from diffdiff.atomic import check_writable
 from diffdiff.errors import DiffdiffError
+from diffdiff.imageio import MAX_PIXELS
 from diffdiff.maps.io import SIXTEEN_BIT_SUFFIXES
 
 SIZE_PATTERN = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
@@ -23,6 +24,8 @@ def parse_size(text: str) -> tuple[int, int]:
     match = SIZE_PATTERN.match(text)
     if not match or int(match.group(1)) < 1 or int(match.group(2)) < 1:
         raise DiffdiffError(f"size {text!r} must look like WIDTHxHEIGHT, e.g. 1024x768")
+    if int(match.group(1)) * int(match.group(2)) > MAX_PIXELS:  # was a MemoryError deep in numpy
+        raise DiffdiffError(f"size {text!r} exceeds the {MAX_PIXELS:,}-pixel limit")
     return int(match.group(2)), int(match.group(1))
 
 
