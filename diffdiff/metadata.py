@@ -50,7 +50,8 @@ def parameters_text(settings: dict) -> str:
         ("Size", f"{settings['width']}x{settings['height']}" if "width" in settings else None),
         ("Model hash", settings.get("model_hash")),
         ("Model", settings.get("model")),
-        ("Denoising strength", settings.get("denoise")),
+        # an upscale's refine strength is its map's mean (exactly S for a uniform --strength S)
+        ("Denoising strength", settings.get("mean_strength", settings.get("denoise"))),
         ("Differential diffusion", settings.get("gate")),
         ("Batch size", settings.get("batch") if (settings.get("batch") or 1) > 1 else None),
         ("Tiles", settings.get("tiles") if (settings.get("tiles") or 1) > 1 else None),

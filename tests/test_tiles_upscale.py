@@ -75,6 +75,9 @@ def test_upscale_verb_end_to_end(tmp_path, capsys):
     assert settings["mode"] == "upscale" and settings["scale"] == 2 and settings["image"] == "in.png"
     assert settings["strength_from"] == "detail" and settings["max_strength"] == 0.5
     assert settings["map"] == "detail" and settings["upscaler"] == "lanczos"
+    parameters = Image.open(out).text["parameters"]  # A1111 readers: the refine strength, not the denoise 1
+    assert f"Denoising strength: {settings['mean_strength']:.6g}," in parameters
+    assert 0 < settings["mean_strength"] <= 0.5
     assert main(args) == 2 and "exists" in capsys.readouterr().err  # no --overwrite
     bad = args[:-5] + ["--overwrite", "--tile", "60"]
     assert main(bad) == 2 and "multiple of 8" in capsys.readouterr().err
@@ -84,6 +87,16 @@ def test_upscale_verb_end_to_end(tmp_path, capsys):
         assert main(args[:-5] + ["--overwrite", option, value]) == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1
+
+
+def test_upscale_cli_refuses_a_map_of_another_shape_before_loading_the_model(tmp_path, capsys):
+    sky_and_ground(32).save(tmp_path / "in.png")
+    Image.new("L", (64, 32), 255).save(tmp_path / "wide.png")
+    code = main(["upscale", str(tmp_path / "in.png"), "--model", str(tmp_path / "absent.safetensors"),
+                 "--strength-from", "map", "--map", str(tmp_path / "wide.png"),
+                 "-o", str(tmp_path / "o.png")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "aspect ratios differ" in err  # not "model not found"
 
 
 def test_upscale_refuses_an_output_that_is_not_png(tmp_path, capsys):

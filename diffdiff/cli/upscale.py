@@ -56,7 +56,7 @@ def _multiple_of_8(value, name: str, minimum: int) -> None:
 def check_arguments(args) -> None:
     """Every check that needs no model: raises DiffdiffError naming the problem."""
     from diffdiff.atomic import check_writable
-    from diffdiff.imageio import check_outputs, check_readable_image
+    from diffdiff.imageio import check_aspect, check_outputs, check_readable_image
     from diffdiff.sampling import SAMPLERS, SCHEDULERS
     from diffdiff.upscale import check_scale
 
@@ -84,7 +84,8 @@ def check_arguments(args) -> None:
     if args.strength_from == "map":
         if not args.map:
             raise DiffdiffError("--strength-from map needs --map FILE")
-        check_readable_image(args.map)
+        map_width, map_height = check_readable_image(args.map)
+        check_aspect(check_readable_image(args.image), (map_height, map_width))
     elif args.map:
         raise DiffdiffError("--map is used only with --strength-from map")
     if args.upscaler and not Path(args.upscaler).is_file():

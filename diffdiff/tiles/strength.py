@@ -89,12 +89,12 @@ def strength_map_for(image: Image.Image, source: str, *, strength: float | None 
     if source == "map":
         if map_path is None:
             raise DiffdiffError("--strength-from map needs --map FILE")
-        from diffdiff.maps import load_map
+        from diffdiff.maps import load_map, resize
 
-        user = np.asarray(load_map(map_path), dtype=np.float32)
+        user = load_map(map_path)
         check_aspect((width, height), user.shape)  # as edit: a map of another shape would be stretched
         if user.shape != (height, width):
-            user = cv2.resize(user, (width, height), interpolation=cv2.INTER_LINEAR)
-        return _rescale(np.clip(user, 0.0, 1.0), min_strength, max_strength)
+            user = resize(user, (height, width))  # area down, bicubic up, per axis (as edit's maps)
+        return _rescale(user, min_strength, max_strength)
     unit = detail_unit_map(image) if source == "detail" else quadtree_unit_map(image, **quadtree_options)
     return _rescale(unit, min_strength, max_strength)
