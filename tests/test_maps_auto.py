@@ -76,9 +76,12 @@ def test_depth_map_from_tiny_model(tiny_depth_model):
     assert near.flat[np.argmax(raw)] == 1.0
 
 
-def test_depth_model_folder_missing_is_clear(tmp_path):
-    with pytest.raises(DiffdiffError, match="depth model"):
+def test_depth_model_folder_missing_is_clear(tmp_path, monkeypatch):
+    with pytest.raises(DiffdiffError, match="not a model folder"):
         load_depth_estimator(tmp_path / "nowhere")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(DiffdiffError, match="not in the local Hugging Face cache.*huggingface-cli download"):
+        load_depth_estimator("someone/depth-model")
 
 
 def test_depth_verb_end_to_end(tiny_depth_model, tmp_path):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -37,10 +38,18 @@ def load_depth_estimator(source: str | os.PathLike, device: str = "cpu") -> Dept
     """Load a depth model + processor from a folder or a hub id already in the local cache (no download)."""
     from transformers import AutoImageProcessor, AutoModelForDepthEstimation
 
+    path = Path(source).expanduser()
+    looks_like_path = str(source).startswith((".", "/", "~")) or "/" not in str(source)
+    if not path.is_dir() and (path.exists() or looks_like_path):
+        raise DiffdiffError(f"depth model {source!s} is not a model folder (nor a hub id like "
+                            "depth-anything/Depth-Anything-V2-Small-hf)")
     try:
         model = AutoModelForDepthEstimation.from_pretrained(str(source), local_files_only=True)
         processor = AutoImageProcessor.from_pretrained(str(source), local_files_only=True)
     except (OSError, ValueError, KeyError) as exc:
+        if not path.is_dir():  # a hub id, offline only: the library's "couldn't connect" means "not cached"
+            raise DiffdiffError(f"depth model {source!s} is not in the local Hugging Face cache; fetch it "
+                                f"first with `huggingface-cli download {source!s}`") from None
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DiffdiffError(f"cannot load a depth model from {source!s}: {first}") from None
     return DepthEstimator(model.to(device).eval(), processor)
