@@ -25,6 +25,7 @@ import torch
 from ..atomic import atomic_write
 from ..errors import DiffdiffError
 from .ldm_layout import FAMILIES, diffusers_to_ldm
+from .loading import quiet_libraries
 from .tokenizer import FAMILY_TOKENIZERS, write_tokenizer_files
 
 CONFIG_ROOT = Path(__file__).resolve().parent / "configs"
@@ -124,8 +125,9 @@ def build_tiny_components(family: str) -> dict[str, torch.nn.Module]:
 
 def _write_folder(folder: Path, family: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    for name, model in build_tiny_components(family).items():
-        model.save_pretrained(str(folder / name), safe_serialization=True)
+    with quiet_libraries():  # no "Writing model shards" bar per text encoder
+        for name, model in build_tiny_components(family).items():
+            model.save_pretrained(str(folder / name), safe_serialization=True)
     for index, kind in enumerate(FAMILY_TOKENIZERS[family]):
         write_tokenizer_files(folder / ("tokenizer" if index == 0 else f"tokenizer_{index + 1}"), kind)
     (folder / "scheduler").mkdir(exist_ok=True)
