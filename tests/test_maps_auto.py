@@ -96,3 +96,9 @@ def test_depth_verb_end_to_end(tiny_depth_model, tmp_path):
     near_map, far_map = load_map(near), load_map(far)
     assert near_map.shape == (24, 36)
     assert np.allclose(near_map + far_map, 1.0, atol=1.5 / 255)
+
+
+def test_detail_min_above_max_is_refused_with_a_pointer_to_reverse():
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32), dtype=np.uint8))
+    with pytest.raises(DiffdiffError, match="--reverse"):
+        detail_map(image, low=0.9, high=0.1)

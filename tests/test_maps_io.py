@@ -176,3 +176,11 @@ def test_exif_orientation_is_applied_like_the_pipeline(tmp_path):
     m = load_map(path)
     assert m.shape == (4, 2)  # upright: width and height swap
     assert m[0, 1] > 0.8 and m[3, 0] < 0.2  # the white corner is now top-right
+
+
+def test_comfy_mask_convention_needs_the_alpha_source(tmp_path):
+    path = tmp_path / "rgba.png"
+    Image.new("RGBA", (8, 8), (255, 255, 255, 0)).save(path)
+    assert np.all(load_map(path, "alpha", alpha_is_mask=True) == 1.0)  # transparent = change
+    with pytest.raises(DiffdiffError, match="--source alpha"):
+        load_map(path, "luminance", alpha_is_mask=True)

@@ -69,6 +69,9 @@ def detail_map(image, scale: float = 8.0, low: float = 0.0, high: float = 1.0, r
     flatten the rest); an image with no detail at all maps to `low` everywhere (`high` if reversed).
     """
     low, high = check_strength(low, "min strength"), check_strength(high, "max strength")
+    if low > high:
+        raise DiffdiffError(f"min strength {low} exceeds max strength {high}; use reverse (--reverse) to "
+                            "give flat areas the higher strength")
     energy = detail_energy(luminance(image), scale, measure)
     floor, ceiling = float(energy.min()), float(np.percentile(energy, 99.5))
     if ceiling - floor < 1e-6:

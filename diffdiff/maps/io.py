@@ -171,6 +171,9 @@ def load_map(path: str | os.PathLike, source: str = "luminance", alpha_is_mask: 
     path = Path(path)
     if source not in SOURCES:
         raise DiffdiffError(f"unknown map source {source!r}; choose one of {', '.join(SOURCES)}")
+    if alpha_is_mask and source != "alpha":
+        raise DiffdiffError("the ComfyUI mask convention (1 - alpha) applies to the alpha source only; "
+                            "add --source alpha")
     image = open_image(path)
     return channels_to_map(image_to_channels(image, path), source, alpha_is_mask, f" {path}")
 
