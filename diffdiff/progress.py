@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 
 
 class StepProgress:
@@ -35,15 +34,3 @@ class StepProgress:
     def __exit__(self, *exc) -> None:
         self.close()
 
-
-def chain(*callbacks: Callable | None) -> Callable | None:
-    """One callback calling each given (non-None) callback in order; None if there are none."""
-    present = [callback for callback in callbacks if callback is not None]
-    if not present:
-        return None
-
-    def call_all(info):
-        for callback in present:
-            callback(info)
-
-    return call_all

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -104,8 +105,8 @@ def test_load_folder_recognises_family_and_keeps_weights(tiny_folders, family):
     assert model.family == family
     assert model.model_sampling.prediction == ("v" if family == "sd2-v" else "eps")
     assert model.dtype == torch.float32 and model.device.type == "cpu"
-    assert model.latent_channels == 4 and model.vae_scale == 8
-    assert model.scaling_factor == pytest.approx(0.13025 if family == "sdxl" else 0.18215)
+    assert model.latent_channels == 4 and model.vae_codec.factor == 8
+    assert model.vae_codec.scaling_factor == pytest.approx(0.13025 if family == "sdxl" else 0.18215)
     _assert_same_weights(model.unet, folder, "unet", UNet2DConditionModel)
     _assert_same_weights(model.vae, folder, "vae", AutoencoderKL)
     _assert_same_weights(model.text_encoders[0], folder, "text_encoder", CLIPTextModel)
@@ -117,16 +118,21 @@ def test_folder_prediction_override(tiny_folders):
     assert load_model(tiny_folders["sd2-v"], prediction="eps", device="cpu").family == "sd2"
 
 
-def test_vae_round_trip_shapes_and_range(tiny_folders):
+def test_vae_round_trip_shapes_and_scale(tiny_folders):
     model = load_model(tiny_folders["sd1"], device="cpu")
-    images = torch.rand(1, 3, 64, 64) * 2 - 1
-    latents = model.vae_encode(images)
+    pixels = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    latents = model.vae_codec.encode(pixels)
     assert latents.shape == (1, 4, 8, 8) and latents.dtype == torch.float32
+    images = torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 127.5 - 1
     mean = model.vae.encode(images).latent_dist.mean
     torch.testing.assert_close(latents, mean * 0.18215)
-    decoded = model.vae_decode(latents)
-    assert decoded.shape == (1, 3, 64, 64)
-    assert decoded.min() >= -1 and decoded.max() <= 1
+    decoded = model.vae_codec.decode(latents)
+    assert decoded.shape == (1, 64, 64, 3) and decoded.dtype == np.uint8
+    with torch.no_grad():
+        expected = ((model.vae.decode(latents / 0.18215).sample.clamp(-1, 1) + 1) * 127.5).round()
+    assert np.abs(decoded[0].astype(int) - expected[0].permute(1, 2, 0).numpy()).max() <= 1
+    tiled = model.vae_codec.decode(latents, tile=32, overlap=8)  # the same quantiser, tile by tile
+    assert tiled.shape == decoded.shape and tiled.dtype == np.uint8  # (its quality: test_tiles_vae.py)
 
 
 # --- files that must be refused --------------------------------------------------------------------

@@ -72,12 +72,12 @@ def test_both_forms_have_the_family_and_parametrisation(loaded, family):
     for model in loaded[family]:
         assert model.family == family
         assert model.model_sampling.prediction == PREDICTION[family]
-        assert model.latent_channels == 4 and model.vae_scale == 8
+        assert model.latent_channels == 4 and model.vae_codec.factor == 8
         assert len(model.text_encoders) == len(model.tokenizers) == (2 if family == "sdxl" else 1)
         assert len(model.short_hash) == 10
     folder_model, single_model = loaded[family]
     scaling = 0.13025 if family == "sdxl" else 0.18215
-    assert folder_model.scaling_factor == single_model.scaling_factor == scaling
+    assert folder_model.vae_codec.scaling_factor == single_model.vae_codec.scaling_factor == scaling
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -199,7 +199,7 @@ def test_separate_vae_from_a_folder_or_another_tiny_file(files):
     # another tiny file's VAE is built with that file's own header config (its scaling factor)
     xl_vae = load_model(single, vae=files["sdxl"][1], device="cpu")
     _assert_same_state(build_tiny_components("sdxl")["vae"], xl_vae.vae, "sdxl vae")
-    assert xl_vae.family == "sd1" and xl_vae.scaling_factor == 0.13025
+    assert xl_vae.family == "sd1" and xl_vae.vae_codec.scaling_factor == 0.13025
     with pytest.raises(DiffdiffError, match="VAE not found"):
         load_model(single, vae=folder / "nope.safetensors", device="cpu")
 

@@ -13,14 +13,6 @@ from diffdiff.imageio import read_png_text
 WIDTH, HEIGHT = 90, 70  # neither a multiple of 8: exercises padding and cropping
 
 
-@pytest.fixture(scope="session")
-def tiny_sd1(tmp_path_factory):
-    from diffdiff.models import load_model, make_tiny_model
-
-    folder = make_tiny_model(tmp_path_factory.mktemp("tiny") / "sd1", "sd1")
-    return load_model(folder, device="cpu")
-
-
 @pytest.fixture(scope="module")
 def photo():
     rng = np.random.default_rng(7)
@@ -97,7 +89,8 @@ def test_saved_png_carries_parameters_and_settings(tiny_sd1, photo, tmp_path):
 def test_all_zero_map_costs_no_network_call_and_keeps_the_image(tiny_sd1, photo):
     stats = {}
     result = pipeline.edit(photo, 0.0, "anything", model=tiny_sd1, steps=4, stats=stats)
-    assert stats["network_calls"] == 0 and stats["network_calls_without_skip"] == 4
+    assert stats["network_calls"] == 0 and stats["tile_evaluations"] == 0 and stats["sampler_calls"] == 4
+    assert stats["tile_evaluations_without_skip"] == 4
     assert stats["steps"] == 4 and stats["tiles"] == 1 and stats["seconds"] > 0
     assert np.array_equal(np.asarray(result.images[0]), np.asarray(photo))
 
@@ -110,8 +103,10 @@ def test_tiled_edit_skips_idle_tiles(tiny_sd1):
     result = pipeline.edit(image, strength, "sky", model=tiny_sd1, steps=2, tile=64, overlap=16, stats=stats)
     assert stats["tiles"] > 1
     # latent 24 wide, 8-wide tiles with overlap 2: only tiles reaching column 20+ have active pixels
-    assert 0 < stats["network_calls"] < stats["network_calls_without_skip"]
-    assert stats["network_calls_without_skip"] == 2 * stats["tiles"]
+    assert 0 < stats["tile_evaluations"] < stats["tile_evaluations_without_skip"]
+    assert stats["tile_evaluations_without_skip"] == 2 * stats["tiles"] and stats["sampler_calls"] == 2
+    # the active tiles of a step go to the network together (--tile-batch 4): one batched call per step
+    assert stats["network_calls"] == 2
     assert np.array_equal(np.asarray(result.images[0])[:, :150], np.asarray(image)[:, :150])
 
 
@@ -121,17 +116,17 @@ def test_tiled_counts_are_per_image_and_include_steps_the_gate_skipped(tiny_sd1)
     # a map that never exceeds 0.4: the gate skips the early steps whole, tiles or not
     pipeline.edit(image, 0.4, "sky", model=tiny_sd1, steps=4, tile=64, overlap=16, batch=2, stats=stats)
     assert stats["tiles"] > 1
-    assert stats["network_calls_without_skip"] == 4 * stats["tiles"]
-    assert stats["network_calls"] % stats["tiles"] == 0  # a constant map: every tile of a step, or none
-    assert 0 < stats["network_calls"] < stats["network_calls_without_skip"]
+    assert stats["tile_evaluations_without_skip"] == 4 * stats["tiles"]
+    assert stats["tile_evaluations"] % stats["tiles"] == 0  # a constant map: every tile of a step, or none
+    assert 0 < stats["tile_evaluations"] < stats["tile_evaluations_without_skip"]
 
 
 def test_spot_counts_without_skip_are_gate_calls_times_tiles(tiny_sd1):
     image = Image.new("RGB", (192, 64), (120, 160, 200))
     stats = {}  # spot windows vary per call; "without skip" still counts every gate call × planned tiles
     pipeline.edit(image, 0.4, "sky", model=tiny_sd1, steps=4, tile=64, overlap=16, blend="spot", stats=stats)
-    assert stats["tiles"] > 1 and stats["network_calls_without_skip"] == 4 * stats["tiles"]
-    assert 0 < stats["network_calls"] < stats["network_calls_without_skip"]
+    assert stats["tiles"] > 1 and stats["tile_evaluations_without_skip"] == 4 * stats["tiles"]
+    assert 0 < stats["tile_evaluations"] < stats["tile_evaluations_without_skip"]
 
 
 def test_generate_returns_images_of_the_asked_size(tiny_sd1):
@@ -156,19 +151,28 @@ def test_bad_inputs_fail_before_the_model_is_used(photo):
 
 
 def test_tiling_plan_follows_the_documented_rules():
-    from diffdiff.pipeline_tiling import plan_tiling
+    from diffdiff.pipeline.tiling import plan_tiling
+    from diffdiff.request import Tiling
 
-    off = plan_tiling("off", None, 4096, 4096, "sd1")
+    def plan(width, height, native=512, **options):
+        return plan_tiling(Tiling(**options), width, height, native_size=native, factor=8)
+
+    off = plan(4096, 4096, tile="off", vae_tile="off")
     assert off.network_tile is None and off.vae_tile is None
-    native = plan_tiling("auto", None, 512, 512, "sd1")
+    native = plan(512, 512)
     assert native.network_tile is None and native.vae_tile is None
     # 1536 px = 192 latent > 1.5 × 64: tiles of the native 64 latent px, a quarter overlap; 1.5 MP > 1 MP
-    large = plan_tiling("auto", None, 1536, 1024, "sd1")
-    assert (large.network_tile, large.network_overlap, large.vae_tile) == (64, 16, 512)
-    sdxl = plan_tiling("auto", None, 1536, 1024, "sdxl")  # 192 latent ≤ 1.5 × 128: untiled network
-    assert sdxl.network_tile is None
-    sized = plan_tiling(256, None, 1024, 1024, "sd1")
-    assert (sized.network_tile, sized.network_overlap, sized.vae_tile, sized.vae_overlap) == (32, 8, 256, 64)
+    large = plan(1536, 1024)
+    assert (large.network_tile, large.network_overlap, large.vae_tile, large.vae_overlap) == (64, 16, 512, 64)
+    assert plan(1536, 1024, native=1024).network_tile is None  # 192 latent ≤ 1.5 × 128: untiled network
+    # the network and the VAE are tiled independently
+    sized = plan(1024, 1024, tile=256)
+    assert (sized.network_tile, sized.network_overlap, sized.vae_tile) == (32, 8, None)
+    vae_only = plan(512, 512, vae_tile=128)
+    assert (vae_only.network_tile, vae_only.vae_tile, vae_only.vae_overlap) == (None, 128, 64)
+    assert plan(4096, 4096, tile="off").vae_tile == 512 and plan(4096, 4096, vae_tile="off").vae_tile is None
+    upscale = plan_tiling(Tiling(), 256, 256, native_size=512, factor=8, always_tile_network=True)
+    assert upscale.network_tile == 64  # upscale-refine: native tiles even for a small image
 
 
 @pytest.mark.parametrize("family", ["sdxl", "sd2-v"])
@@ -186,20 +190,6 @@ def test_other_families_edit_and_generate(family, tmp_path):
     assert result.settings["family"] == family
     made = pipeline.generate("a field", model=model, width=40, height=24, steps=1)
     assert made.images[0].size == (40, 24)
-
-
-def test_latent_grid_in_strips_equals_the_whole_map_average(monkeypatch):
-    import torch
-
-    from diffdiff.maps.latent import to_latent_grid
-
-    rng = np.random.default_rng(3)
-    strength = rng.random((8 * 13, 8 * 9)).astype(np.float32)
-    strength[:40] = 0.0
-    monkeypatch.setattr(pipeline, "LATENT_STRIP_PIXELS", 64 * 9 * 4)  # 4 latent rows per strip: 4 strips
-    strips = pipeline.latent_grid(strength, (13, 9))
-    assert torch.equal(strips, to_latent_grid(strength, (13, 9)))
-    assert torch.all(strips[:5] == 0.0)
 
 
 @pytest.mark.parametrize("dtype, vae_dtype", [("bf16", "bfloat16"), ("fp16", "float32")])

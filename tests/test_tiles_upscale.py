@@ -8,8 +8,9 @@ from PIL import Image
 
 from diffdiff.cli.main import main
 from diffdiff.errors import DiffdiffError
-from diffdiff.tiles.strength import strength_map_for
-from diffdiff.upscale import pixel_upscale
+from diffdiff.maps import load_map
+from diffdiff.maps.upscale_strength import strength_map_for
+from diffdiff.pipeline.upscaling import pixel_upscale
 
 
 def sky_and_ground(size: int = 128) -> Image.Image:
@@ -34,7 +35,8 @@ def test_detail_sources_give_more_strength_to_texture_within_range(source):
 def test_map_and_uniform_sources(tmp_path):
     Image.fromarray(np.tile(np.linspace(0, 255, 64).astype(np.uint8), (32, 1))).save(tmp_path / "m.png")
     image = Image.new("RGB", (128, 64))
-    s = strength_map_for(image, "map", map_path=tmp_path / "m.png", min_strength=0.2, max_strength=0.4)
+    user = load_map(tmp_path / "m.png")
+    s = strength_map_for(image, "map", user_map=user, min_strength=0.2, max_strength=0.4)
     assert s.shape == (64, 128) and abs(s[:, 0].mean() - 0.2) < 0.01 and abs(s[:, -1].mean() - 0.4) < 0.01
     assert np.all(strength_map_for(image, "uniform", strength=0.3) == np.float32(0.3))
     with pytest.raises(DiffdiffError, match="detail, quadtree, map, uniform"):
@@ -45,15 +47,26 @@ def test_map_and_uniform_sources(tmp_path):
 
 def test_map_source_refuses_another_aspect_ratio(tmp_path):
     # a square map for a 2:1 image used to be stretched silently
+    from diffdiff.request import UpscaleRequest
+
     Image.new("L", (64, 64), 255).save(tmp_path / "square.png")
     with pytest.raises(DiffdiffError, match="aspect ratios differ"):
-        strength_map_for(Image.new("RGB", (128, 64)), "map", map_path=tmp_path / "square.png")
+        UpscaleRequest.build(Image.new("RGB", (128, 64)), strength_from="map", map=tmp_path / "square.png")
 
 
 def test_pixel_upscale_size_and_missing_upscaler(tmp_path):
-    assert pixel_upscale(sky_and_ground(40), 2.5).size == (100, 100)
+    from diffdiff.request import UpscaleRequest
+
+    assert pixel_upscale(sky_and_ground(40), (100, 100)).size == (100, 100)
     with pytest.raises(DiffdiffError, match="not found"):
-        pixel_upscale(sky_and_ground(40), 2, upscaler=tmp_path / "none.pth")
+        UpscaleRequest.build(sky_and_ground(40), upscaler=tmp_path / "none.pth")
+
+
+def test_an_absurd_upscale_is_refused_before_any_pixel_is_enlarged():
+    from diffdiff.request import UpscaleRequest
+
+    with pytest.raises(DiffdiffError, match="pixel limit; use a smaller --scale"):
+        UpscaleRequest.build(Image.new("RGB", (2000, 2000)), scale=16)
 
 
 def test_upscale_verb_end_to_end(tmp_path, capsys):
@@ -68,9 +81,11 @@ def test_upscale_verb_end_to_end(tmp_path, capsys):
     assert main(args) == 0
     assert Image.open(out).size == (192, 192)
     numbers = json.loads(stats.read_text())
-    for key in ("network_calls", "network_calls_without_skip", "tiles", "steps", "peak_rss_mb", "seconds"):
+    for key in ("network_calls", "sampler_calls", "tile_evaluations", "tile_evaluations_without_skip",
+                "tiles", "steps", "peak_rss_mb", "seconds"):
         assert key in numbers
-    assert numbers["tiles"] > 1 and numbers["network_calls"] <= numbers["network_calls_without_skip"]
+    assert numbers["tiles"] > 1
+    assert numbers["tile_evaluations"] <= numbers["tile_evaluations_without_skip"]
     settings = json.loads(Image.open(out).text["diffdiff"])  # used to read mode "edit", map "array"
     assert settings["mode"] == "upscale" and settings["scale"] == 2 and settings["image"] == "in.png"
     assert settings["strength_from"] == "detail" and settings["max_strength"] == 0.5
@@ -113,7 +128,7 @@ def test_upscale_refuses_an_output_that_is_not_png(tmp_path, capsys):
 def test_4096_upscale_refine_runs_on_cpu_keeps_map_zero_pixels_and_skips_tiles(tmp_path):
     """The issue's size test: a synthetic 2048² image → 2× → 4096², tiny SD1 model, 2 steps, 512 px tiles."""
     from diffdiff.models import load_model, make_tiny_model
-    from diffdiff.upscale import upscale
+    from diffdiff.pipeline import upscale
 
     half = 2048
     rng = np.random.default_rng(1)
@@ -129,10 +144,11 @@ def test_4096_upscale_refine_runs_on_cpu_keeps_map_zero_pixels_and_skips_tiles(t
                      strength_from="detail", stats=stats, **options)
     out = result.images[0]
     assert out.size == (4096, 4096)
-    enlarged = pixel_upscale(image, 2)
+    enlarged = pixel_upscale(image, (4096, 4096))
     keep = strength_map_for(enlarged, "detail", **options) == 0.0
     assert keep.mean() > 0.3  # most of the sky
     assert np.array_equal(np.asarray(out)[keep], np.asarray(enlarged)[keep])
     assert not np.array_equal(np.asarray(out)[~keep], np.asarray(enlarged)[~keep])
-    assert stats["tiles"] == 81 and stats["network_calls_without_skip"] == 2 * 81
-    assert 0 < stats["network_calls"] < stats["network_calls_without_skip"]
+    assert stats["tiles"] == 81 and stats["tile_evaluations_without_skip"] == 2 * 81
+    assert 0 < stats["tile_evaluations"] < stats["tile_evaluations_without_skip"]
+    assert 0 < stats["network_calls"] <= stats["tile_evaluations"]  # up to --tile-batch tiles per call

@@ -1,7 +1,9 @@
 """Entry point of the `diffdiff` command: builds the verb parsers and turns every failure into one line.
 
-Each sibling module that defines `register(subparsers)` adds one verb; its parser sets `func=handler`, where
-`handler(args) -> int | None`. Any exception ends with `error: <message>` on stderr and exit code 2; `--debug`
+`VERBS` lists every verb and the module whose `register(subparsers)` adds it; its parser sets
+`func=handler`, where `handler(args) -> int | None`. Only the named verb's module is imported, so a quick
+verb such as `samplers` does not pay for OpenCV or the models.
+Any exception ends with `error: <message>` on stderr and exit code 2; `--debug`
 shows the traceback instead.
 """
 
@@ -9,13 +11,18 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import pkgutil
 import sys
 import traceback
 
-import diffdiff.cli as cli_package
-
 EXIT_USAGE = 2
+VERBS = {  # verb → module in diffdiff.cli that registers it
+    "edit": "edit",
+    "generate": "edit",
+    "upscale": "upscale",
+    "map": "map",
+    "samplers": "samplers",
+    "make-tiny-model": "models",
+}
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
@@ -25,20 +32,17 @@ class OneLineErrorParser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
+    """The parser with every verb, or with `verb` alone when it is one of VERBS."""
     parser = OneLineErrorParser(
         prog="diffdiff",
         description="Diffusion image editing where the denoising strength is a per-pixel map.",
     )
     parser.add_argument("--debug", action="store_true", help="show a full traceback on errors")
     subparsers = parser.add_subparsers(dest="verb", metavar="VERB")
-    for info in sorted(pkgutil.iter_modules(cli_package.__path__), key=lambda m: m.name):
-        if info.name == "main":
-            continue
-        module = importlib.import_module(f"{cli_package.__name__}.{info.name}")
-        register = getattr(module, "register", None)
-        if register is not None:
-            register(subparsers)
+    modules = [VERBS[verb]] if verb in VERBS else list(dict.fromkeys(VERBS.values()))
+    for name in modules:
+        importlib.import_module(f"diffdiff.cli.{name}").register(subparsers)
     return parser
 
 
@@ -53,8 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
     try:
-        parser = build_parser()
-        args = parser.parse_args([a for a in argv if a != "--debug"])  # before or after the verb
+        argv = [a for a in argv if a != "--debug"]  # before or after the verb
+        parser = build_parser(next((a for a in argv if not a.startswith("-")), None))
+        args = parser.parse_args(argv)
         if getattr(args, "func", None) is None:
             parser.print_help(sys.stderr)
             return EXIT_USAGE

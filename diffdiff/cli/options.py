@@ -1,8 +1,6 @@
-"""Command-line pieces shared by the verbs that run a model (edit, generate, upscale).
-
-The model options and their loading, the early model-path checks, and writing the result PNG(s) plus the
-optional --stats JSON. Not a verb itself (no `register`).
-"""
+"""Command-line pieces shared by the verbs that run a model (edit, generate, upscale): the option groups
+of a request as flags, turning parsed flags into request keywords, the model options, the early checks of
+every file the run reads or writes, and writing the result PNG(s) plus the optional --stats JSON."""
 
 from __future__ import annotations
 
@@ -10,35 +8,99 @@ import argparse
 import json
 from pathlib import Path
 
+from diffdiff.models.families import FAMILIES, PREDICTIONS
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """--help shows each option's default (where it has one)."""
+
+
+def add_sampling_options(parser: argparse.ArgumentParser, *, denoise: bool = False, batch: bool = True):
+    group = parser.add_argument_group("sampling")
+    group.add_argument("--sampler", default="euler", help="sampler name (see `diffdiff samplers`)")
+    group.add_argument("--scheduler", default="normal", help="scheduler name (see `diffdiff samplers`)")
+    group.add_argument("--steps", type=int, default=20, help="sampler steps")
+    group.add_argument("--cfg", type=float, default=7.0, help="classifier-free guidance scale")
+    group.add_argument("--seed", type=int, default=0, help="noise seed (image k of a batch uses seed + k)")
+    if denoise:
+        group.add_argument("--denoise", type=float, default=1.0, help="overall strength scale in (0, 1]")
+    if batch:
+        group.add_argument("--batch", type=int, default=1, help="images to make; image k uses seed + k")
+
+
+def add_tiling_options(parser: argparse.ArgumentParser, *, tile_help: str):
+    group = parser.add_argument_group("tiles")
+    group.add_argument("--tile", default="auto", help=tile_help)
+    group.add_argument("--overlap", type=int, help="network tile overlap in pixels (default a quarter tile)")
+    group.add_argument("--blend", default="mixture", help="tile blend: mixture | multidiffusion | spot")
+    group.add_argument("--tile-batch", type=int, default=4, help="tiles evaluated per network call")
+    group.add_argument("--vae-tile", default="auto",
+                       help="VAE tile size in pixels (multiple of 8), auto (tile above about a megapixel) "
+                            "or off")
+
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
     group.add_argument("--model", required=True, metavar="PATH",
                        help="checkpoint (.safetensors), diffusers folder, or a hub id in the offline cache")
     group.add_argument("--vae", metavar="PATH", help="a separate VAE file (.safetensors)")
-    group.add_argument("--family", choices=("sd1", "sd2", "sd2-v", "sdxl"),
+    group.add_argument("--family", choices=FAMILIES,
                        help="override family detection (must agree with the file's text encoders; "
                             "mainly to choose sd2 vs sd2-v)")
-    group.add_argument("--prediction", choices=("eps", "v"),
-                       help="override the prediction type of an SD2 checkpoint (eps or v)")
-    group.add_argument("--device", default="auto", help="auto | cpu | cuda | mps (default auto)")
+    group.add_argument("--prediction", choices=PREDICTIONS,
+                       help="override the prediction type of an SD2 checkpoint")
+    group.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     group.add_argument("--dtype", choices=("fp16", "bf16", "fp32"),
                        help="network precision (default fp16 on GPUs, fp32 on CPU)")
     group.add_argument("--allow-pickle", action="store_true",
                        help="allow loading pickled .ckpt/.bin files (they can run code: trusted files only)")
 
 
-def check_model_paths(args) -> None:
+def add_file_options(parser: argparse.ArgumentParser, *, batch: bool = True) -> None:
+    group = parser.add_argument_group("output")
+    group.add_argument("-o", "--output", required=True, metavar="OUT.png",
+                       help="output PNG" + (" (a batch adds OUT-1.png, OUT-2.png, ...)" if batch else ""))
+    group.add_argument("--overwrite", action="store_true", help="replace existing outputs (and --stats)")
+    group.add_argument("--stats", metavar="FILE.json", help="write the run's counts and seconds as JSON")
+    group.add_argument("--quiet", action="store_true", help="no progress bar and no output listing")
+
+
+def request_keywords(args, request_type) -> dict:
+    """The flags that are keywords of `request_type`'s option groups, as a dict for its `build`."""
+    from diffdiff.request import keywords_for
+
+    values = vars(args)
+    return {key: values[key] for key in keywords_for(*request_type.OPTION_GROUPS) if key in values}
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+def check_files(args, outputs: list[Path], inputs: list) -> None:
+    """Before any work: the model and VAE exist, the outputs are writable (and new unless --overwrite), and
+    --stats obeys the same rule and is none of the run's inputs or outputs."""
+    from diffdiff.atomic import check_writable
     from diffdiff.errors import DiffdiffError
+    from diffdiff.models.device import resolve_device
 
     model = Path(args.model).expanduser()
     if not model.exists() and ("/" not in args.model or args.model.startswith((".", "/", "~"))):
         raise DiffdiffError(f"model {args.model} not found (give a checkpoint file, a folder or a hub id)")
     if args.vae and not Path(args.vae).expanduser().is_file():
         raise DiffdiffError(f"VAE file {args.vae} not found")
-    from diffdiff.models.device import resolve_device
-
     resolve_device(args.device)
+    if args.stats:
+        stats = Path(args.stats)
+        others = [*outputs, *(Path(path) for path in (*inputs, args.model, args.vae) if path)]
+        for other in others:
+            if _same_file(stats, other):
+                raise DiffdiffError(f"--stats {stats} is also one of this run's files ({other}); "
+                                    "choose another")
+        check_writable(stats, args.overwrite)
 
 
 def load_model_from_args(args):
@@ -48,13 +110,13 @@ def load_model_from_args(args):
                       device=args.device, dtype=args.dtype, allow_pickle=args.allow_pickle)
 
 
-def write_results(args, result, stats: dict) -> int:
+def write_results(args, result) -> int:
     from diffdiff.atomic import atomic_write
 
     written = result.save(args.output, overwrite=args.overwrite)
     if args.stats:
-        text = json.dumps(stats, indent=2, sort_keys=True)
-        atomic_write(args.stats, lambda tmp: tmp.write_text(text + "\n"), overwrite=True)
+        text = json.dumps(result.stats, indent=2, sort_keys=True)
+        atomic_write(args.stats, lambda tmp: tmp.write_text(text + "\n"), overwrite=args.overwrite)
     if not args.quiet:
         for path in written:
             print(path)

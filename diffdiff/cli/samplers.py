@@ -14,9 +14,9 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from diffdiff.metadata import SAMPLER_LABELS, SCHEDULER_LABELS
-    from diffdiff.pipeline_inputs import sampler_names, scheduler_names
+    from diffdiff.sampling import SAMPLERS, SCHEDULERS
 
-    samplers, schedulers = sampler_names(), scheduler_names()
+    samplers, schedulers = tuple(SAMPLERS), SCHEDULERS
     if args.json:
         print(json.dumps({"samplers": list(samplers), "schedulers": list(schedulers)}))
         return 0

@@ -11,11 +11,30 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DiffdiffError
 
-FAMILIES = ("sd1", "sd2", "sd2-v", "sdxl")
+
+@dataclass(frozen=True)
+class Family:
+    """What differs between the families: the size they were trained at, their text encoders (diffusers
+    folder components, one CLIP tokenizer each) and what the network predicts."""
+
+    name: str
+    native_size: int  # pixels per side of the training images
+    text_encoders: tuple[str, ...]
+    prediction: str  # "eps" | "v"
+
+
+FAMILY_TABLE = {family.name: family for family in (
+    Family("sd1", 512, ("text_encoder",), "eps"),
+    Family("sd2", 512, ("text_encoder",), "eps"),
+    Family("sd2-v", 768, ("text_encoder",), "v"),
+    Family("sdxl", 1024, ("text_encoder", "text_encoder_2"), "eps"),
+)}
+FAMILIES = tuple(FAMILY_TABLE)
 PREDICTIONS = ("eps", "v")
 
 # Key prefixes that identify each base family in the ldm layout (first match wins: SDXL before SD2/SD1).
@@ -32,12 +51,7 @@ V_HEURISTIC_STD = 0.09
 UNET_INPUT_KEY = UNET_PREFIX + "input_blocks.0.0.weight"
 
 # What each family's diffusers folder holds besides the UNet and VAE.
-TEXT_COMPONENTS = {
-    "sd1": ("text_encoder",),
-    "sd2": ("text_encoder",),
-    "sd2-v": ("text_encoder",),
-    "sdxl": ("text_encoder", "text_encoder_2"),
-}
+TEXT_COMPONENTS = {name: family.text_encoders for name, family in FAMILY_TABLE.items()}
 
 
 def base_family(family: str) -> str:

@@ -25,8 +25,8 @@ import re
 import torch
 
 from ..errors import DiffdiffError
+from .families import FAMILIES
 
-FAMILIES = ("sd1", "sd2", "sd2-v", "sdxl")
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
 TEXT_PREFIXES = {

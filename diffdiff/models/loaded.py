@@ -5,11 +5,10 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-import torch
-
 from .conditioning import Conditioning, encode_sd, encode_sdxl
 from .denoiser import CFGDenoiser, ParametrisedNetwork
 from .families import base_family
+from .vae import VaeCodec
 
 
 def _model_sampling(family: str):
@@ -28,7 +27,8 @@ def file_short_hash(path: Path, chunk: int = 1 << 20) -> str:
 
 
 class LoadedModel:
-    """A loaded model. Attributes as in docs/architecture.md; `unet`, `text_encoders`, `tokenizers` too."""
+    """A loaded model: `family`, `model_sampling`, `device`, `dtype`, `name`, `short_hash`, `latent_channels`,
+    `vae_codec` (pixels ↔ latents), and the networks `unet`, `vae`, `text_encoders`, `tokenizers`."""
 
     def __init__(self, *, family, unet, vae, text_encoders, tokenizers, device, dtype, name, hash_file=None):
         self.family = family
@@ -41,9 +41,7 @@ class LoadedModel:
         self.name = name
         self.model_sampling = _model_sampling(family)
         self.latent_channels = int(unet.config.in_channels)
-        self.vae_scale = 2 ** (len(vae.config.block_out_channels) - 1)
-        self.scaling_factor = float(vae.config.scaling_factor)
-        self.shift_factor = float(getattr(vae.config, "shift_factor", None) or 0.0)
+        self.vae_codec = VaeCodec(self.vae, device)
         self._hash_file = Path(hash_file) if hash_file is not None else None
         self._short_hash = None
 
@@ -70,17 +68,3 @@ class LoadedModel:
         network = ParametrisedNetwork(self.unet, self.model_sampling)
         uncond = conditioning.network_kwargs(negative=True) if cfg != 1.0 else None
         return CFGDenoiser(network, conditioning.network_kwargs(), uncond, cfg)
-
-    @torch.no_grad()
-    def vae_encode(self, images: torch.Tensor) -> torch.Tensor:
-        """Images (B, 3, H, W) in [-1, 1] → model-space latents: (mean − shift)·scaling_factor, float32."""
-        vae_dtype = next(self.vae.parameters()).dtype
-        posterior = self.vae.encode(images.to(self.device, vae_dtype)).latent_dist
-        return ((posterior.mean - self.shift_factor) * self.scaling_factor).float()
-
-    @torch.no_grad()
-    def vae_decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Model-space latents → images (B, 3, H, W) in [-1, 1] (clamped), float32."""
-        vae_dtype = next(self.vae.parameters()).dtype
-        scaled = latents.to(self.device, vae_dtype) / self.scaling_factor + self.shift_factor
-        return self.vae.decode(scaled).sample.float().clamp(-1.0, 1.0)

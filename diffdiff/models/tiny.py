@@ -24,7 +24,8 @@ import torch
 
 from ..atomic import atomic_write
 from ..errors import DiffdiffError
-from .ldm_layout import FAMILIES, diffusers_to_ldm
+from .families import FAMILIES
+from .ldm_layout import diffusers_to_ldm
 from .loading import quiet_libraries
 from .tokenizer import FAMILY_TOKENIZERS, write_tokenizer_files
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import ctypes
 import math
 from contextlib import contextmanager
+from functools import partial
 
 import numpy as np
 import torch
@@ -110,15 +111,13 @@ class _TensorSource:
 class _PixelSource:
     """Tiles read from uint8 pixels (B, H, W, 3), converted to [-1, 1] one tile at a time."""
 
-    def __init__(self, pixels: np.ndarray, device, dtype):
-        self.pixels, self.device, self.dtype = pixels, device, dtype
+    def __init__(self, pixels: np.ndarray, device, dtype, to_tensor):
+        self.pixels, self.device, self.dtype, self.to_tensor = pixels, device, dtype, to_tensor
         batch, height, width, channels = pixels.shape
         self.shape = (batch, channels, height, width)
 
     def _convert(self, part: np.ndarray) -> torch.Tensor:
-        # contiguous and writable: torch warns on read-only arrays (a PIL image's np.asarray is one)
-        tensor = torch.from_numpy(np.require(part, requirements=("C", "W"))).permute(0, 3, 1, 2).float()
-        return (tensor / 127.5 - 1.0).to(self.device, self.dtype)
+        return self.to_tensor(part, self.device, self.dtype)
 
     def region(self, y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
         return self._convert(self.pixels[:, y0:y1, x0:x1])
@@ -150,27 +149,24 @@ class _TensorSink:
 class _PixelSink:
     """Stitches decoded tile cores into preallocated uint8 pixels (B, H, W, 3), quantised per tile."""
 
-    def __init__(self, like: torch.Tensor, shape: tuple[int, ...]):
+    def __init__(self, like: torch.Tensor, shape: tuple[int, ...], quantise):
         batch, channels, height, width = shape
         self.out = np.empty((batch, height, width, channels), np.uint8)
+        self.quantise = quantise
 
     def write(self, y: int, x: int, core: torch.Tensor) -> None:
-        pixels = tensor_to_uint8(core)
+        pixels = self.quantise(core)
         self.out[:, y:y + pixels.shape[1], x:x + pixels.shape[2]] = pixels
 
     def result(self):
         return self.out
 
 
-def tensor_to_uint8(images: torch.Tensor) -> np.ndarray:
-    """float (B, 3, H, W) in [-1, 1] → uint8 (B, H, W, 3), rounding half to even as torch.round does."""
-    scaled = ((images.detach().float().cpu().clamp(-1, 1) + 1.0) * 127.5).round_().to(torch.uint8)
-    return scaled.permute(0, 2, 3, 1).numpy()
-
-
 def _run_tiled(net, module: torch.nn.Module, source, tile: int, overlap: int, factor: float,
-               align: int, out_channels: int, stats: str, stats_size: int | None, sink_type=_TensorSink):
-    """Run `net` (a spatial map scaling sizes by `factor`) over tiles of `source`, stitching the cores."""
+               align: int, out_channels: int, stats: str, stats_size: int | None, make_sink=_TensorSink):
+    """Run `net` (a spatial map scaling sizes by `factor`) over tiles of `source`, stitching the cores.
+
+    `make_sink(first_result, out_shape)` makes the object the cores are written to."""
     if stats not in STATS_MODES:
         choices = ", ".join(STATS_MODES)
         raise DiffdiffError(f"unknown GroupNorm statistics mode {stats!r}; choose one of {choices}")
@@ -178,7 +174,7 @@ def _run_tiled(net, module: torch.nn.Module, source, tile: int, overlap: int, fa
     out_shape = (batch, out_channels, round(height * factor), round(width * factor))
     if height <= tile and width <= tile:
         result = net(source.region(0, height, 0, width))[:, :out_channels]
-        sink = sink_type(result, out_shape)
+        sink = make_sink(result, out_shape)
         sink.write(0, 0, result)
         return sink.result()
     pad = math.ceil(overlap / align) * align
@@ -200,7 +196,7 @@ def _run_tiled(net, module: torch.nn.Module, source, tile: int, overlap: int, fa
                 oy, ox, oh, ow = (round(v * factor) for v in (y, x, h, w))
                 ry, rx = round((y - y0) * factor), round((x - x0) * factor)
                 if sink is None:
-                    sink = sink_type(result, out_shape)
+                    sink = make_sink(result, out_shape)
                 sink.write(oy, ox, result[:, :out_channels, ry:ry + oh, rx:rx + ow])
                 del result
     release_free_memory()
@@ -226,10 +222,6 @@ def release_free_memory() -> None:
 _TRIM = None
 
 
-def _vae_factor(vae) -> int:
-    return 2 ** (len(vae.config.block_out_channels) - 1)
-
-
 def _check(shape: tuple[int, ...], name: str, tile: int, overlap: int) -> None:
     if len(shape) != 4:
         raise DiffdiffError(f"{name} must be a (B, C, H, W) tensor, got shape {tuple(shape)}")
@@ -238,46 +230,49 @@ def _check(shape: tuple[int, ...], name: str, tile: int, overlap: int) -> None:
 
 
 @torch.no_grad()
-def tiled_vae_decode(vae, latents: torch.Tensor, tile: int = 64, overlap: int = 8, stats: str = "global",
-                     stats_size: int | None = None, pixels: bool = False):
+def tiled_vae_decode(vae, latents: torch.Tensor, tile: int = 64, overlap: int = 8, *, factor: int,
+                     stats: str = "global", stats_size: int | None = None, quantise=None):
     """Decode UNSCALED latents (B, C, h, w) tile by tile (`tile`, `overlap` in latent px) → images in [-1, 1].
 
-    The caller divides model-space latents by vae.config.scaling_factor first. Runs in the VAE's dtype and
-    device; returns on that device. `pixels=True` returns uint8 numpy pixels (B, H, W, 3) instead, each
-    tile quantised as it is decoded, so no full-size float image is ever held.
+    `factor` is the VAE's upscale factor (pixels per latent pixel). The caller turns model-space latents
+    into the VAE's own scale first (`diffdiff.models.vae.VaeCodec` does). Runs in the VAE's dtype and
+    device; returns on that device. With `quantise` (float tile → uint8 (B, h, w, 3)) it returns uint8
+    numpy pixels (B, H, W, 3) instead, each tile quantised as it is decoded, so no full-size float image is
+    ever held.
     """
     _check(tuple(latents.shape), "latents", tile, overlap)
     param = next(vae.parameters())
     z = latents.to(param.device, param.dtype)
     if getattr(vae, "post_quant_conv", None) is not None:
         z = vae.post_quant_conv(z)
-    factor = _vae_factor(vae)
     channels = vae.config.out_channels
-    sink = _PixelSink if pixels else _TensorSink
+    make_sink = _TensorSink if quantise is None else partial(_PixelSink, quantise=quantise)
     return _run_tiled(vae.decoder, vae.decoder, _TensorSource(z), tile, overlap, factor, 1, channels, stats,
-                      stats_size, sink)
+                      stats_size, make_sink)
 
 
 @torch.no_grad()
-def tiled_vae_encode(vae, images, tile: int = 512, overlap: int = 64, stats: str = "global",
-                     stats_size: int | None = None) -> torch.Tensor:
-    """Encode images tile by tile (`tile`, `overlap` in px) → UNSCALED latent means (B, C, H/8, W/8).
+def tiled_vae_encode(vae, images, tile: int = 512, overlap: int = 64, *, factor: int, stats: str = "global",
+                     stats_size: int | None = None, to_tensor=None) -> torch.Tensor:
+    """Encode images tile by tile (`tile`, `overlap` in px) → UNSCALED latent means (B, C, H/f, W/f).
 
-    `images`: a float tensor (B, 3, H, W) in [-1, 1], or uint8 numpy pixels (H, W, 3) or (B, H, W, 3),
-    which are converted to [-1, 1] one tile at a time. H and W must be multiples of the VAE's downscale
-    factor (8 for SD). Tile edges fall on that grid.
+    `images`: a float tensor (B, 3, H, W) in [-1, 1], or uint8 numpy pixels (H, W, 3) or (B, H, W, 3)
+    together with `to_tensor(pixels, device, dtype)`, which converts them to [-1, 1] one tile at a time.
+    H and W must be multiples of the VAE's downscale `factor`; tile edges fall on that grid.
     """
     param = next(vae.parameters())
     if isinstance(images, np.ndarray):
         if images.dtype != np.uint8 or images.ndim not in (3, 4) or images.shape[-1] != 3:
             raise DiffdiffError(f"pixels must be uint8 (H, W, 3) or (B, H, W, 3), got {images.dtype} "
                                 f"{images.shape}")
-        source = _PixelSource(images[None] if images.ndim == 3 else images, param.device, param.dtype)
+        if to_tensor is None:
+            raise DiffdiffError("uint8 pixels need a to_tensor conversion")
+        source = _PixelSource(images[None] if images.ndim == 3 else images, param.device, param.dtype,
+                              to_tensor)
     else:
         _check(tuple(images.shape), "images", tile, overlap)
         source = _TensorSource(images.to(param.device, param.dtype))
     _check(source.shape, "images", tile, overlap)
-    factor = _vae_factor(vae)
     if source.shape[-2] % factor or source.shape[-1] % factor:
         raise DiffdiffError(f"image size {tuple(source.shape[-2:])} must be a multiple of {factor} to encode")
     tile = max(factor, tile // factor * factor)

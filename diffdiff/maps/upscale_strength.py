@@ -1,4 +1,4 @@
-"""Per-pixel strength maps for tiled refinement (`--strength-from detail|quadtree|map|uniform`).
+"""Per-pixel strength maps for upscale-refine (`--strength-from detail|quadtree|map|uniform`).
 
 "Per-tile strength" is true strength: every source builds a per-pixel map in [min, max] that the
 differential gate uses; the model output is never scaled. Sources:
@@ -18,9 +18,9 @@ import numpy as np
 from PIL import Image
 
 from ..errors import DiffdiffError
-from ..imageio import check_aspect
-from ..maps import detail_map
-from .plan import plan_quadtree
+from ..tiles.plan import plan_quadtree
+from .detail import detail_map
+from .ops import resize
 
 STRENGTH_SOURCES = ("detail", "quadtree", "map", "uniform")
 DETAIL_WORK_PIXELS = 1 << 20  # detail is measured on at most about this many pixels
@@ -56,10 +56,11 @@ def detail_unit_map(image: Image.Image, work_pixels: int = DETAIL_WORK_PIXELS) -
 
 
 def quadtree_unit_map(image: Image.Image, max_tile: int = 64, min_tile: int = 8, threshold: float = 0.15,
-                      vae_scale: int = 8) -> np.ndarray:
-    """Leaf depth of a detail quadtree on the latent grid, 0 (shallowest leaves) .. 1 (deepest), smoothed."""
+                      cell: int = 8) -> np.ndarray:
+    """Leaf depth of a detail quadtree on a grid of `cell`-pixel cells (the pipeline uses the latent grid),
+    0 (shallowest leaves) .. 1 (deepest), smoothed."""
     width, height = image.size
-    latent_hw = (max(1, height // vae_scale), max(1, width // vae_scale))
+    latent_hw = (max(1, height // cell), max(1, width // cell))
     detail = detail_unit_map(image)
     small = cv2.resize(detail, (latent_hw[1], latent_hw[0]), interpolation=cv2.INTER_AREA)
     leaves = plan_quadtree(small, max_tile=max_tile, min_tile=min(min_tile, max_tile), threshold=threshold)
@@ -74,9 +75,13 @@ def quadtree_unit_map(image: Image.Image, max_tile: int = 64, min_tile: int = 8,
     return np.clip(values, 0.0, 1.0, out=values)
 
 
-def strength_map_for(image: Image.Image, source: str, *, strength: float | None = None, map_path=None,
-                     min_strength: float = 0.0, max_strength: float = 1.0, **quadtree_options) -> np.ndarray:
-    """The per-pixel strength map (float32 (H, W) at the image's size) for `source` (see module doc)."""
+def strength_map_for(image: Image.Image, source: str, *, strength: float | None = None,
+                     user_map: np.ndarray | None = None, min_strength: float = 0.0, max_strength: float = 1.0,
+                     **quadtree_options) -> np.ndarray:
+    """The per-pixel strength map (float32 (H, W) at the image's size) for `source` (see module doc).
+
+    `user_map` (for source "map"): a checked map in [0, 1] of the image's aspect ratio, at any size.
+    """
     if source not in STRENGTH_SOURCES:
         choices = ", ".join(STRENGTH_SOURCES)
         raise DiffdiffError(f"unknown strength source {source!r}; choose one of {choices}")
@@ -87,14 +92,10 @@ def strength_map_for(image: Image.Image, source: str, *, strength: float | None 
         return np.full((height, width), strength, dtype=np.float32)
     _check_range(min_strength, max_strength)
     if source == "map":
-        if map_path is None:
+        if user_map is None:
             raise DiffdiffError("--strength-from map needs --map FILE")
-        from diffdiff.maps import load_map, resize
-
-        user = load_map(map_path)
-        check_aspect((width, height), user.shape)  # as edit: a map of another shape would be stretched
-        if user.shape != (height, width):
-            user = resize(user, (height, width))  # area down, bicubic up, per axis (as edit's maps)
-        return _rescale(user, min_strength, max_strength)
+        if user_map.shape != (height, width):
+            user_map = resize(user_map, (height, width))  # area down, bicubic up, per axis (as edit's maps)
+        return _rescale(user_map, min_strength, max_strength)
     unit = detail_unit_map(image) if source == "detail" else quadtree_unit_map(image, **quadtree_options)
     return _rescale(unit, min_strength, max_strength)

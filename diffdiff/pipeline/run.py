@@ -1,0 +1,68 @@
+"""The sampling run shared by edit, generate and upscale: prompt → conditioning → the denoiser chain
+(tiles → call counter → NaN guard → CFG → network; the gate is added by `sample`) → `sample()` → the
+run's counts. Also the model's part of the settings record."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+import diffdiff
+
+from ..errors import DiffdiffError
+from ..request import Gate, Sampling, Tiling
+from ..sampling import sample
+from .tiling import TilingPlan, wrap_denoiser
+from .watch import FiniteGuard, NetworkCalls
+
+MODEL_ATTRIBUTES = ("family", "encode_prompt", "denoiser", "vae_codec", "model_sampling")
+
+
+def resolve_model(model):
+    """A LoadedModel as given, or one loaded (with defaults) from a checkpoint path."""
+    if isinstance(model, (str, Path)):
+        from ..models import load_model
+
+        return load_model(model)
+    for attribute in MODEL_ATTRIBUTES:
+        if not hasattr(model, attribute):
+            raise DiffdiffError(f"model must be a LoadedModel or a checkpoint path; it lacks {attribute!r}")
+    return model
+
+
+def model_record(model) -> dict:
+    """The model's entries in the settings record."""
+    return {"model": getattr(model, "name", None), "model_hash": getattr(model, "short_hash", None),
+            "family": model.family, "version": diffdiff.__version__}
+
+
+def sample_latents(model, latent: torch.Tensor, *, prompt: str, negative: str, size: tuple[int, int],
+                   sampling: Sampling, tiling: Tiling, plan: TilingPlan, strength: torch.Tensor | None = None,
+                   gate: Gate | None = None, callback=None) -> tuple[torch.Tensor, dict]:
+    """Denoise `latent` (B, C, h, w); with a latent-grid `strength` map through the `gate`.
+
+    Returns the result latent and the counts: `steps`, `sampler_calls` (calls of the gated denoiser,
+    skipped ones included), `network_calls` (batched network calls made), `tiles`, `tile_evaluations`
+    (per image: the whole image counts as one tile when untiled) and `tile_evaluations_without_skip`
+    (sampler calls × tiles).
+    """
+    width, height = size
+    conditioning = model.encode_prompt(prompt, negative, width=width, height=height, batch=1)
+    network = NetworkCalls(FiniteGuard(model.denoiser(conditioning, sampling.cfg)))
+    denoiser, tile_count = wrap_denoiser(network, plan, tuple(latent.shape[-2:]), blend=tiling.blend,
+                                         tile_batch=tiling.tile_batch, seed=sampling.seed)
+    gate_arguments = {}
+    if strength is not None:
+        gate_arguments = {"strength_map": strength, "gate": gate.mode, "gate_strength": gate.strength}
+    counts: dict = {}
+    with torch.no_grad():
+        result = sample(denoiser, latent, model_sampling=model.model_sampling, **sampling.sampler_arguments(),
+                        **gate_arguments, callback=callback, skip=True, stats=counts)
+    sampler_calls = int(counts["network_calls_without_skip"])
+    evaluations = denoiser.tile_calls / latent.shape[0] if tile_count > 1 else counts["network_calls"]
+    return result, {
+        "steps": int(counts["steps"]), "sampler_calls": sampler_calls, "network_calls": network.calls,
+        "tiles": tile_count, "tile_evaluations": round(evaluations),
+        "tile_evaluations_without_skip": sampler_calls * tile_count,
+    }

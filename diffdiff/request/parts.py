@@ -1,0 +1,136 @@
+"""The option groups of a request — `Sampling`, `Gate`, `Tiling`, `Output` — each a frozen dataclass that
+checks its values once, in its constructor, with the one-line messages the command line prints.
+
+A field's name is its Python keyword (`edit(..., steps=20)`) and its command-line flag (`--steps`), unless
+its metadata names another keyword (`Gate.mode` is `gate=` / `--gate`). So a new option is one field with
+its check here, one flag, and its consumer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+from ..errors import DiffdiffError
+from ..sampling import GATE_MODES, SAMPLERS, SCHEDULERS
+from ..tiles import BLENDS
+from . import checks
+
+MAX_SEED = 2**63 - 1
+MAX_SCHEDULE_STEPS = 10_000  # σ values one run may schedule (steps / denoise of them)
+
+
+def keyword_of(part_field) -> str:
+    """The keyword (and flag) under which a field is given: its metadata's "keyword", else its name."""
+    return part_field.metadata.get("keyword", part_field.name)
+
+
+def keywords_of(part) -> dict:
+    """{keyword: value} of a part instance: what the settings record and the Python API call it."""
+    return {keyword_of(f): getattr(part, f.name) for f in fields(part)}
+
+
+class Part:
+    """Base of the option groups: `_set` stores a normalised value on the frozen instance."""
+
+    def _set(self, name: str, value) -> None:
+        object.__setattr__(self, name, value)
+
+    @classmethod
+    def from_keywords(cls, keywords: dict):
+        """Build from the keywords that belong to this part, taking them out of `keywords`."""
+        return cls(**{f.name: keywords.pop(keyword_of(f)) for f in fields(cls) if keyword_of(f) in keywords})
+
+
+@dataclass(frozen=True)
+class Sampling(Part):
+    """How the sampler runs: ComfyUI's sampler and scheduler names, steps, CFG scale, seed, overall
+    denoise and the batch (item k uses seed + k)."""
+
+    sampler: str = "euler"
+    scheduler: str = "normal"
+    steps: int = 20
+    cfg: float = 7.0
+    seed: int = 0
+    denoise: float = 1.0
+    batch: int = 1
+
+    def __post_init__(self):
+        self._set("sampler", checks.choice(self.sampler, tuple(SAMPLERS), "sampler"))
+        self._set("scheduler", checks.choice(self.scheduler, SCHEDULERS, "scheduler"))
+        self._set("steps", checks.count(self.steps, "steps", 1, 1000))
+        self._set("cfg", checks.number(self.cfg, "cfg", 0.0, 100.0))
+        self._set("batch", checks.count(self.batch, "batch", 1, 64))
+        self._set("seed", checks.count(self.seed, "seed", 0, MAX_SEED - (self.batch - 1)))
+        self._set("denoise", checks.number(self.denoise, "denoise", 0.0, 1.0, low_open=True))
+        if self.denoise <= 0.9999 and self.steps / self.denoise > MAX_SCHEDULE_STEPS:
+            levels = self.steps / self.denoise
+            raise DiffdiffError(
+                f"denoise {self.denoise:g} with {self.steps} steps would schedule {levels:.3g} noise levels "
+                f"(at most {MAX_SCHEDULE_STEPS:,}); raise denoise or use fewer steps")
+
+    def seeds(self) -> list[int]:
+        """The seed of each batch item."""
+        return [self.seed + k for k in range(self.batch)]
+
+    def sampler_arguments(self) -> dict:
+        """The keywords `diffdiff.sampling.sample` takes from here: every field but the CFG scale (the
+        model's denoiser takes it) and the batch (the latent's size), with one seed per item."""
+        arguments = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("cfg", "batch")}
+        arguments["seed"] = self.seeds()
+        return arguments
+
+
+@dataclass(frozen=True)
+class Gate(Part):
+    """How the strength map is applied: the gate mode, the soft gate strength, and whether the map is
+    read inverted (white = keep, the paper's convention)."""
+
+    mode: str = field(default="exact", metadata={"keyword": "gate"})
+    strength: float = field(default=1.0, metadata={"keyword": "gate_strength"})
+    invert: bool = field(default=False, metadata={"keyword": "invert_map"})
+
+    def __post_init__(self):
+        self._set("mode", checks.choice(self.mode, GATE_MODES, "gate mode"))
+        self._set("strength", checks.number(self.strength, "gate strength", 0.0, 1.0, low_open=True))
+        self._set("invert", checks.flag(self.invert, "invert_map"))
+
+
+@dataclass(frozen=True)
+class Tiling(Part):
+    """Tiles of the network (`tile`, `overlap`, `blend`, `tile_batch`) and of the VAE (`vae_tile`), in
+    pixels; "auto" tiles when the image needs it (see `diffdiff.pipeline.tiling`)."""
+
+    tile: str | int = "auto"
+    overlap: int | None = None
+    blend: str = "mixture"
+    tile_batch: int = 4
+    vae_tile: str | int = "auto"
+
+    def __post_init__(self):
+        self._set("tile", checks.tile_size(self.tile, "tile"))
+        self._set("vae_tile", checks.tile_size(self.vae_tile, "vae tile"))
+        self._set("blend", checks.choice(self.blend, BLENDS, "blend"))
+        self._set("tile_batch", checks.count(self.tile_batch, "tile batch", 1, 1024))
+        if self.overlap is not None:
+            self._set("overlap", checks.count(self.overlap, "overlap", 0, 4096))
+            if self.overlap % 8:
+                raise DiffdiffError(f"overlap must be a multiple of 8 pixels; got {self.overlap!r}")
+            for size in (self.tile, self.vae_tile):
+                if isinstance(size, int) and self.overlap >= size:
+                    raise DiffdiffError(f"overlap ({self.overlap}) must be smaller than the tile size "
+                                        f"({size})")
+
+
+@dataclass(frozen=True)
+class Output(Part):
+    """What an edit returns: the change-aware composite (or the raw decode), as RGB or as an RGBA layer whose
+    alpha is the composite's opacity."""
+
+    composite: bool = True
+    alpha: bool = False
+
+    def __post_init__(self):
+        self._set("composite", checks.flag(self.composite, "composite"))
+        self._set("alpha", checks.flag(self.alpha, "alpha"))
+        if self.alpha and not self.composite:
+            raise DiffdiffError("alpha output is the composite's opacity; drop --no-composite to use --alpha")
