@@ -3,10 +3,10 @@
 For 1024², 2048² and 4096² outputs, each in its own subprocess (honest peak RSS), prints tile evaluations with
 skipping vs without and their ratio, wall and CPU seconds, seconds per output megapixel, peak RSS of the
 process and peak RSS above the baseline taken just before the upscale (torch, diffusers and the model
-loaded), each also as a multiple of the float32 output image (the issue's goal: ≤ 3×).
+loaded), each also as a multiple of the float32 output image (goal: ≤ 3×).
 Settings: tiny SD1 model (`make_tiny_model`), euler/normal, 20 steps, cfg 1, 512 px tiles with 64 px
-overlap (network and VAE), detail map in [0.05, 0.7]. Torch runs on `--threads` threads (default 1: on a shared 2-core
-machine two threads under load time badly).
+overlap (network and VAE), detail map in [0.05, 0.7]. Torch runs on `--threads` threads (default 1: on a
+shared 2-core machine two threads under load time badly).
 Run: .venv/bin/python bench/upscale.py [--steps N] [--tile PX] [--threads N] [SIZE ...]
 """
 
