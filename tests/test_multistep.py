@@ -14,7 +14,8 @@ import torch
 from numpy.polynomial import Polynomial
 from scipy import integrate
 
-from diffdiff.sampling.multistep import MULTISTEP_SAMPLERS, ipndm_v_weights
+from diffdiff.sampling.samplers import MULTISTEP_SAMPLERS
+from diffdiff.sampling.samplers.multistep import ipndm_v_weights
 
 NAMES = ("lms", "ipndm", "ipndm_v", "deis", "uni_pc", "uni_pc_bh2")
 

@@ -12,10 +12,10 @@ import math
 import pytest
 import torch
 
-from diffdiff.sampling import samplers_ancestral, samplers_ode, samplers_sde
-from diffdiff.sampling.noise_samplers import BrownianTreeNoiseSampler, default_noise_sampler
+from diffdiff.sampling.samplers import ancestral, ode, sde
+from diffdiff.sampling.samplers.noise import BrownianTreeNoiseSampler, default_noise_sampler
 
-SAMPLER_MODULES = (samplers_ode, samplers_ancestral, samplers_sde)
+SAMPLER_MODULES = (ode, ancestral, sde)
 FUNCTIONS = {
     name[len("sample_"):]: fn
     for module in SAMPLER_MODULES
