@@ -1,10 +1,10 @@
-"""DifferentialGate: threshold rule, held pixels, modes, skipping, map checks (DESIGN §3)."""
+"""DifferentialGate: threshold rule, held pixels, modes, skipping, the latent-grid map (the gate rule: see
+docs/design.md)."""
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-from diffdiff.sampling import DifferentialGate, calculate_sigmas, model_sampling, resize_strength_map
+from diffdiff.sampling import DifferentialGate, as_gate_map, calculate_sigmas, model_sampling
 
 
 class Recorder:
@@ -97,27 +97,15 @@ def test_skip_makes_no_call_and_changes_no_bit(mode):
     assert torch.equal(skipping(x, sigmas[0] * torch.ones(1)), latent)
 
 
-def test_resize_is_bilinear_and_checked():
+def test_map_is_reshaped_and_moved_not_resized():
     latent = torch.zeros(2, 4, 8, 8)
-    fine = torch.rand(16, 16, generator=torch.Generator().manual_seed(1))
-    # bilinear halving (align_corners=False) samples midway between pixel pairs: a 2×2 average
-    torch.testing.assert_close(resize_strength_map(fine, latent), F.avg_pool2d(fine[None, None], 2))
-    assert resize_strength_map(torch.ones(2, 1, 8, 8), latent).shape == (2, 1, 8, 8)
-    assert resize_strength_map(torch.ones(1, 3, 5), latent).shape == (1, 1, 8, 8)
-    bad = {"NaN": torch.full((8, 8), float("nan")), r"\[0, 1\]": torch.full((8, 8), 1.5),
-           "batch": torch.ones(3, 8, 8), "shape": torch.ones(1, 2, 8, 8)}
-    for message, smap in bad.items():
-        with pytest.raises(ValueError, match=message):
-            resize_strength_map(smap, latent)
-    with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        resize_strength_map(-0.1 * torch.ones(8, 8), latent)
-
-
-def test_bad_gate_arguments():
-    with pytest.raises(ValueError, match="exact, comfy, mask"):
-        make_gate("binary")
-    with pytest.raises(ValueError, match="gate_strength"):
-        make_gate(gate_strength=1.5)
+    grid = torch.rand(8, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    shaped = as_gate_map(grid, latent)
+    assert shaped.shape == (1, 1, 8, 8) and shaped.dtype == torch.float32
+    assert torch.equal(shaped[0, 0], grid.float())
+    assert as_gate_map(torch.ones(2, 8, 8), latent).shape == (2, 1, 8, 8)
+    assert as_gate_map(torch.ones(2, 1, 8, 8), latent).shape == (2, 1, 8, 8)
+    assert as_gate_map(torch.ones(1, 1, 8, 8), latent).shape == (1, 1, 8, 8)
 
 
 def test_gate_exposes_model_sampling_and_works_for_flow():
