@@ -5,7 +5,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from diffdiff.errors import DiffdiffError
 from diffdiff.tiles import TiledDenoiser, plan_grid
 
 RADIUS = 2  # 5×5 box blur
@@ -112,7 +111,7 @@ def test_inputs_are_sliced_per_tile_and_sigma_expanded():
         assert torch.equal(part, hint[:, :, :, tiles[index].cols])
 
 
-def test_model_sampling_is_exposed_and_bad_options_refused():
+def test_model_sampling_is_exposed_and_tiles_must_fit_the_latent():
     class Inner:
         model_sampling = object()
 
@@ -121,9 +120,5 @@ def test_model_sampling_is_exposed_and_bad_options_refused():
 
     tiles = plan_grid(8, 8, 8, 0)
     assert TiledDenoiser(Inner(), tiles).model_sampling is Inner.model_sampling
-    with pytest.raises(DiffdiffError, match="mixture, multidiffusion, spot"):
-        TiledDenoiser(Inner(), tiles, blend="average")
-    with pytest.raises(DiffdiffError, match="tile_batch"):
-        TiledDenoiser(Inner(), tiles, tile_batch=0)
     with pytest.raises(ValueError, match="outside"):
         TiledDenoiser(Inner(), plan_grid(16, 16, 8, 0))(torch.zeros(1, 4, 8, 8), torch.ones(1))
