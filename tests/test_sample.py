@@ -1,15 +1,26 @@
-"""sample(): exact preservation for every sampler, ComfyUI's defect in comfy mode, lossless skips, callbacks
-and stats."""
+"""sample(): exact preservation for every sampler (by the gate itself, and after the final restore),
+ComfyUI's defect in comfy mode, lossless skips, callbacks and stats."""
 
+import importlib
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from diffdiff.sampling import SAMPLERS, calculate_sigmas, model_sampling, prepare_noise, sample
+from diffdiff.sampling import SAMPLERS, calculate_sigmas, model_sampling, prepare_noise, run_sigmas, sample
+from diffdiff.sampling.samplers.unipc import FINAL_SIGMA, half_log_snr
 
+sample_module = importlib.import_module("diffdiff.sampling.sample")  # the module, not the function
 MS = model_sampling("sd1")
+
+# Samplers whose last step (to σ = 0) returns the denoiser's x0 itself (``x = denoised``, or dpmpp_2m's
+# 0·x + x0): where the gate hands back the input latent, so do they, bit for bit.
+LAST_STEP_IS_X0 = {
+    "euler_ancestral", "dpmpp_2m", "dpmpp_sde", "dpmpp_sde_gpu", "dpmpp_2m_sde", "dpmpp_2m_sde_gpu",
+    "dpmpp_2m_sde_heun", "dpmpp_2m_sde_heun_gpu", "dpmpp_3m_sde", "dpmpp_3m_sde_gpu", "lcm",
+    "gradient_estimation", "seeds_2", "exp_heun_2_x0", "exp_heun_2_x0_sde", "lms", "ipndm", "ipndm_v",
+}
 
 
 def pointwise(x, sigma, **kwargs):
@@ -47,6 +58,31 @@ def test_strength_zero_pixels_are_bit_identical_for_every_sampler(sampler, denoi
     assert torch.equal(out[..., :, 0], z[..., :, 0])
     assert not torch.equal(out[..., :, -1], z[..., :, -1])  # full-strength pixels did change
     assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("denoise", [1.0, 0.6])
+@pytest.mark.parametrize("sampler", sorted(SAMPLERS))
+def test_the_gate_alone_keeps_strength_zero_latents(sampler, denoise, monkeypatch):
+    """Without sample()'s final restore: map-0 pixels are held at every call (the gate feeds the sampler
+    x0 = z there), so the sampler solves x' = (x − z)/σ for them, whose solution ends at z when σ ends at 0.
+    Ancestral noise added on the way is removed by the last step to σ = 0 like the rest of x − z."""
+    monkeypatch.setattr(sample_module, "restore_held_pixels", lambda out, latent, keep_mask: out)
+    z = latent()
+    out = run(z=z, sampler=sampler, denoise=denoise, strength_map=ramp_map())
+    held, kept = out[..., 0], z[..., 0]
+    if sampler in LAST_STEP_IS_X0:
+        assert torch.equal(held, kept)
+    elif sampler in ("uni_pc", "uni_pc_bh2"):
+        # ComfyUI's UniPC ends at σ = FINAL_SIGMA, not 0 (in float32 its λ = −log σ there is ln 1024, so
+        # effectively at σ_end = 1/1024): held pixels keep the residual noise (x_0 − z)·σ_end/σ_0 of the
+        # exact solution, up to float32 rounding.
+        sigmas = run_sigmas(MS, "normal", 6, denoise, sampler)
+        start = MS.noise_scaling(sigmas[0], prepare_noise(z, 1), z, sample_module.is_max_denoise(MS, sigmas))
+        sigma_end = torch.exp(-half_log_snr(torch.tensor(FINAL_SIGMA)))
+        residual = (start - z)[..., 0] * (sigma_end / sigmas[0])
+        torch.testing.assert_close(held - kept, residual, rtol=5e-3, atol=1e-6)
+    else:  # the last step reaches z through x and x − z (e.g. x + (0 − σ)·(x − z)/σ): up to float32 rounding
+        torch.testing.assert_close(held, kept, rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("sampler", sorted(SAMPLERS))
