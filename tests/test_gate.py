@@ -3,21 +3,9 @@ docs/design.md)."""
 
 import pytest
 import torch
+from doubles import Recorder
 
 from diffdiff.sampling import DifferentialGate, as_gate_map, calculate_sigmas, model_sampling
-
-
-class Recorder:
-    """Analytic denoiser x0 = x / (1 + σ²) that records what it was given."""
-
-    def __init__(self, accepts_active_mask=False):
-        self.accepts_active_mask = accepts_active_mask
-        self.seen = []
-
-    def __call__(self, x, sigma, **kwargs):
-        self.seen.append((x.clone(), sigma, kwargs))
-        return x / (1 + sigma.view(-1, 1, 1, 1) ** 2)
-
 
 STRENGTHS = torch.tensor([[0.0, 0.3, 0.7, 1.0]])  # a 1 × 4 latent grid
 
@@ -69,7 +57,7 @@ def test_held_pixels_see_noised_latent_and_return_clean_latent():
     x = torch.full_like(latent, 5.0)
     out = gate(x, sigma, seed=123, extra="kept")
     active = gate.active_mask(sigma).bool().expand_as(latent)
-    seen_x, _, kwargs = inner.seen[0]
+    seen_x, _, kwargs = inner.calls[0]
     assert "seed" not in kwargs and kwargs["extra"] == "kept" and "active_mask" not in kwargs
     assert torch.equal(seen_x[~active], (noise * sigmas[3] + latent)[~active])
     assert torch.equal(seen_x[active], x[active])
@@ -80,7 +68,7 @@ def test_held_pixels_see_noised_latent_and_return_clean_latent():
 def test_active_mask_is_passed_to_inner_that_accepts_it():
     gate, inner, latent, _, sigmas, _ = make_gate(inner=Recorder(accepts_active_mask=True))
     gate(latent.clone(), sigmas[-2] * torch.ones(1))
-    mask = inner.seen[0][2]["active_mask"]
+    mask = inner.calls[0][2]["active_mask"]
     assert mask.shape == (1, 1, 1, 4) and mask.flatten().tolist() == [0, 1, 1, 1]
 
 
@@ -93,7 +81,7 @@ def test_skip_makes_no_call_and_changes_no_bit(mode):
     for sigma in sigmas[:-1]:
         assert torch.equal(skipping(x, sigma * torch.ones(1)), full(x, sigma * torch.ones(1)))
     assert skipping.calls == full.calls == 10 and full.network_calls == 10
-    assert skipping.network_calls == len(inner.seen) < 10
+    assert skipping.network_calls == len(inner.calls) < 10
     assert torch.equal(skipping(x, sigmas[0] * torch.ones(1)), latent)
 
 
@@ -115,4 +103,4 @@ def test_gate_exposes_model_sampling_and_works_for_flow():
     gate(torch.zeros_like(latent), sigma)
     held = ~gate.active_mask(sigma).bool().expand_as(latent)
     expected = sigmas[2] * noise + (1 - sigmas[2]) * latent
-    assert torch.equal(inner.seen[0][0][held], expected[held])
+    assert torch.equal(inner.calls[0][0][held], expected[held])

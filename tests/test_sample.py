@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
+from doubles import analytic, analytic_then_blur
 
 from diffdiff.sampling import SAMPLERS, calculate_sigmas, model_sampling, prepare_noise, run_sigmas, sample
 from diffdiff.sampling.samplers.unipc import FINAL_SIGMA, half_log_snr
@@ -23,17 +23,6 @@ LAST_STEP_IS_X0 = {
 }
 
 
-def pointwise(x, sigma, **kwargs):
-    """x0 = x / (1 + σ²): the exact denoiser for data ~ N(0, 1)."""
-    return x / (1 + sigma.view(-1, 1, 1, 1) ** 2)
-
-
-def blurred(x, sigma, **kwargs):
-    """A spatially coupled denoiser: the pointwise one followed by a 3×3 box blur."""
-    x0 = pointwise(x, sigma)
-    return F.avg_pool2d(F.pad(x0, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
-
-
 def latent(batch=1, size=8, seed=3):
     return torch.randn(batch, 4, size, size, generator=torch.Generator().manual_seed(seed))
 
@@ -43,7 +32,7 @@ def ramp_map(size=8, peak=1.0):
     return torch.linspace(0, peak, size).repeat(size, 1)
 
 
-def run(den=blurred, z=None, **options):
+def run(den=analytic_then_blur, z=None, **options):
     settings = {"model_sampling": MS, "sampler": "euler", "scheduler": "normal", "steps": 6, "seed": 1}
     settings.update(options)
     return sample(den, latent() if z is None else z, **settings)
@@ -96,7 +85,7 @@ def test_mean_change_grows_with_strength():
     z = latent()
     changes = []
     for level in range(1, 11):
-        out = run(z=z, steps=20, strength_map=torch.full((8, 8), level / 10), den=pointwise)
+        out = run(z=z, steps=20, strength_map=torch.full((8, 8), level / 10), den=analytic)
         changes.append(float((out - z).abs().mean()))
     assert all(a < b for a, b in zip(changes, changes[1:])), changes
 
@@ -108,7 +97,7 @@ def test_comfy_mode_moves_strength_zero_pixels_at_the_last_call():
     smap = torch.zeros(8, 8)
     smap[:, 4:] = 1.0
     steps = 10
-    out = run(den=pointwise, z=z, steps=steps, strength_map=smap, gate="comfy")
+    out = run(den=analytic, z=z, steps=steps, strength_map=smap, gate="comfy")
     sigmas = calculate_sigmas(MS, "normal", steps).double()
     n = prepare_noise(z, 1).double()
     x0 = z.double() + n * math.sqrt(1 + float(sigmas[0]) ** 2)
@@ -117,7 +106,7 @@ def test_comfy_mode_moves_strength_zero_pixels_at_the_last_call():
     torch.testing.assert_close(out[..., :4].double(), expected[..., :4], rtol=1e-4, atol=1e-5)
     moved = float((out[..., :4] - z[..., :4]).abs().mean())
     assert moved > 1e-3  # the anchor's defect: S = 0 pixels are not preserved
-    exact = run(den=pointwise, z=z, steps=steps, strength_map=smap, gate="exact")
+    exact = run(den=analytic, z=z, steps=steps, strength_map=smap, gate="exact")
     assert torch.equal(exact[..., :4], z[..., :4])
 
 
@@ -163,7 +152,7 @@ def test_comfy_ddim_holds_pixels_with_seed_plus_one_noise():
 
     def recording(x, sigma, **kwargs):
         seen.append(x.clone())
-        return pointwise(x, sigma)
+        return analytic(x, sigma)
 
     z = latent()
     smap = torch.zeros(8, 8)
@@ -179,8 +168,8 @@ def test_comfy_ddim_holds_pixels_with_seed_plus_one_noise():
 
 def test_flow_model_preserves_and_changes():
     z = latent()
-    out = sample(blurred, z, model_sampling=model_sampling("sd3"), sampler="euler", scheduler="simple",
-                 steps=6, seed=2, strength_map=ramp_map())
+    out = sample(analytic_then_blur, z, model_sampling=model_sampling("sd3"), sampler="euler",
+                 scheduler="simple", steps=6, seed=2, strength_map=ramp_map())
     assert torch.equal(out[..., 0], z[..., 0]) and not torch.equal(out[..., -1], z[..., -1])
 
 

@@ -3,16 +3,10 @@
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
+from doubles import BOX_RADIUS as RADIUS
+from doubles import box_denoiser
 
 from diffdiff.tiles import TiledDenoiser, plan_grid
-
-RADIUS = 2  # 5×5 box blur
-
-
-def box_denoiser(x, sigma, **kw):
-    """x0 = zero-padded 5×5 box blur of x / (1 + σ²): receptive field RADIUS."""
-    return F.avg_pool2d(x, 5, 1, RADIUS, count_include_pad=True) / (1 + sigma[:, None, None, None] ** 2)
 
 
 def interior_mask(tiles, height, width) -> np.ndarray:
