@@ -1,23 +1,11 @@
-"""DifferentialGate: threshold rule, held pixels, modes, skipping, map checks (DESIGN §3)."""
+"""DifferentialGate: threshold rule, held pixels, modes, skipping, the latent-grid map (the gate rule: see
+docs/design.md)."""
 
 import pytest
 import torch
-import torch.nn.functional as F
+from doubles import Recorder
 
-from diffdiff.sampling import DifferentialGate, calculate_sigmas, model_sampling, resize_strength_map
-
-
-class Recorder:
-    """Analytic denoiser x0 = x / (1 + σ²) that records what it was given."""
-
-    def __init__(self, accepts_active_mask=False):
-        self.accepts_active_mask = accepts_active_mask
-        self.seen = []
-
-    def __call__(self, x, sigma, **kwargs):
-        self.seen.append((x.clone(), sigma, kwargs))
-        return x / (1 + sigma.view(-1, 1, 1, 1) ** 2)
-
+from diffdiff.sampling import DifferentialGate, as_gate_map, calculate_sigmas, model_sampling
 
 STRENGTHS = torch.tensor([[0.0, 0.3, 0.7, 1.0]])  # a 1 × 4 latent grid
 
@@ -69,7 +57,7 @@ def test_held_pixels_see_noised_latent_and_return_clean_latent():
     x = torch.full_like(latent, 5.0)
     out = gate(x, sigma, seed=123, extra="kept")
     active = gate.active_mask(sigma).bool().expand_as(latent)
-    seen_x, _, kwargs = inner.seen[0]
+    seen_x, _, kwargs = inner.calls[0]
     assert "seed" not in kwargs and kwargs["extra"] == "kept" and "active_mask" not in kwargs
     assert torch.equal(seen_x[~active], (noise * sigmas[3] + latent)[~active])
     assert torch.equal(seen_x[active], x[active])
@@ -80,7 +68,7 @@ def test_held_pixels_see_noised_latent_and_return_clean_latent():
 def test_active_mask_is_passed_to_inner_that_accepts_it():
     gate, inner, latent, _, sigmas, _ = make_gate(inner=Recorder(accepts_active_mask=True))
     gate(latent.clone(), sigmas[-2] * torch.ones(1))
-    mask = inner.seen[0][2]["active_mask"]
+    mask = inner.calls[0][2]["active_mask"]
     assert mask.shape == (1, 1, 1, 4) and mask.flatten().tolist() == [0, 1, 1, 1]
 
 
@@ -93,31 +81,19 @@ def test_skip_makes_no_call_and_changes_no_bit(mode):
     for sigma in sigmas[:-1]:
         assert torch.equal(skipping(x, sigma * torch.ones(1)), full(x, sigma * torch.ones(1)))
     assert skipping.calls == full.calls == 10 and full.network_calls == 10
-    assert skipping.network_calls == len(inner.seen) < 10
+    assert skipping.network_calls == len(inner.calls) < 10
     assert torch.equal(skipping(x, sigmas[0] * torch.ones(1)), latent)
 
 
-def test_resize_is_bilinear_and_checked():
+def test_map_is_reshaped_and_moved_not_resized():
     latent = torch.zeros(2, 4, 8, 8)
-    fine = torch.rand(16, 16, generator=torch.Generator().manual_seed(1))
-    # bilinear halving (align_corners=False) samples midway between pixel pairs: a 2×2 average
-    torch.testing.assert_close(resize_strength_map(fine, latent), F.avg_pool2d(fine[None, None], 2))
-    assert resize_strength_map(torch.ones(2, 1, 8, 8), latent).shape == (2, 1, 8, 8)
-    assert resize_strength_map(torch.ones(1, 3, 5), latent).shape == (1, 1, 8, 8)
-    bad = {"NaN": torch.full((8, 8), float("nan")), r"\[0, 1\]": torch.full((8, 8), 1.5),
-           "batch": torch.ones(3, 8, 8), "shape": torch.ones(1, 2, 8, 8)}
-    for message, smap in bad.items():
-        with pytest.raises(ValueError, match=message):
-            resize_strength_map(smap, latent)
-    with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        resize_strength_map(-0.1 * torch.ones(8, 8), latent)
-
-
-def test_bad_gate_arguments():
-    with pytest.raises(ValueError, match="exact, comfy, mask"):
-        make_gate("binary")
-    with pytest.raises(ValueError, match="gate_strength"):
-        make_gate(gate_strength=1.5)
+    grid = torch.rand(8, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    shaped = as_gate_map(grid, latent)
+    assert shaped.shape == (1, 1, 8, 8) and shaped.dtype == torch.float32
+    assert torch.equal(shaped[0, 0], grid.float())
+    assert as_gate_map(torch.ones(2, 8, 8), latent).shape == (2, 1, 8, 8)
+    assert as_gate_map(torch.ones(2, 1, 8, 8), latent).shape == (2, 1, 8, 8)
+    assert as_gate_map(torch.ones(1, 1, 8, 8), latent).shape == (1, 1, 8, 8)
 
 
 def test_gate_exposes_model_sampling_and_works_for_flow():
@@ -127,4 +103,4 @@ def test_gate_exposes_model_sampling_and_works_for_flow():
     gate(torch.zeros_like(latent), sigma)
     held = ~gate.active_mask(sigma).bool().expand_as(latent)
     expected = sigmas[2] * noise + (1 - sigmas[2]) * latent
-    assert torch.equal(inner.seen[0][0][held], expected[held])
+    assert torch.equal(inner.calls[0][0][held], expected[held])

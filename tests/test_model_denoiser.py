@@ -5,13 +5,15 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from doubles import Recorder, cfg_probe
 
 from diffdiff.models.denoiser import CFGDenoiser, ParametrisedNetwork, expand_to_batch
 from diffdiff.sampling.parametrisation import model_sampling
 
 
 def sd_sigma_table() -> np.ndarray:
-    """DESIGN §2: β = linspace(√0.00085, √0.012, 1000)², σ_i = sqrt((1 − ᾱ_i)/ᾱ_i)."""
+    """The sd1 σ table (parametrisations: see docs/design.md): β = linspace(√0.00085, √0.012, 1000)²,
+    σ_i = sqrt((1 − ᾱ_i)/ᾱ_i)."""
     betas = np.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=np.float64) ** 2
     alphas_cumprod = np.cumprod(1.0 - betas)
     return np.sqrt((1 - alphas_cumprod) / alphas_cumprod)
@@ -85,21 +87,13 @@ def test_parametrised_network_passes_added_cond_expanded():
     assert got["time_ids"].shape == (3, 6)
 
 
-class RecordingInner:
-    """x0 = x·k + context mean, with k = 2 for cond-like contexts; records every call."""
-
-    model_sampling = "sentinel"
-
-    def __init__(self):
-        self.calls = []
-
-    def __call__(self, x, sigma, encoder_hidden_states=None, **kw):
-        self.calls.append(SimpleNamespace(x=x, sigma=sigma, context=encoder_hidden_states, kw=kw))
-        return x * sigma.view(-1, 1, 1, 1) + encoder_hidden_states.mean(dim=(1, 2)).view(-1, 1, 1, 1)
+def cfg_inner() -> Recorder:
+    """x0 = x·σ + context mean, recording every call; its model_sampling is a sentinel."""
+    return Recorder(cfg_probe, model_sampling="sentinel")
 
 
 def test_cfg_one_makes_a_single_cond_call():
-    inner = RecordingInner()
+    inner = cfg_inner()
     cond = {"encoder_hidden_states": torch.full((1, 77, 4), 3.0)}
     uncond = {"encoder_hidden_states": torch.full((1, 77, 4), -1.0)}
     denoiser = CFGDenoiser(inner, cond, uncond, cfg=1.0)
@@ -112,7 +106,7 @@ def test_cfg_one_makes_a_single_cond_call():
 
 
 def test_cfg_batches_cond_and_uncond_and_combines():
-    inner = RecordingInner()
+    inner = cfg_inner()
     cond = {"encoder_hidden_states": torch.full((1, 77, 4), 3.0)}
     uncond = {"encoder_hidden_states": torch.full((1, 77, 4), -1.0)}
     cfg = 7.5
@@ -126,7 +120,7 @@ def test_cfg_batches_cond_and_uncond_and_combines():
 
 
 def test_cfg_expands_image_conditioning_to_tiles():
-    inner = RecordingInner()
+    inner = cfg_inner()
     cond = {"encoder_hidden_states": torch.stack([torch.full((77, 4), 1.0), torch.full((77, 4), 2.0)])}
     denoiser = CFGDenoiser(inner, cond, None, cfg=1.0)
     x = torch.zeros(6, 4, 2, 2)  # 3 tiles × 2 images, image index fastest
@@ -141,4 +135,4 @@ def test_expand_to_batch_rejects_non_multiples():
 
 def test_cfg_needs_uncond_above_one():
     with pytest.raises(ValueError, match="unconditional"):
-        CFGDenoiser(RecordingInner(), {"encoder_hidden_states": torch.zeros(1, 1, 1)}, None, cfg=2.0)
+        CFGDenoiser(cfg_inner(), {"encoder_hidden_states": torch.zeros(1, 1, 1)}, None, cfg=2.0)

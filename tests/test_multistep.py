@@ -11,29 +11,14 @@ import math
 import numpy as np
 import pytest
 import torch
+from doubles import Recorder, analytic, blur_then_shrink, karras, with_zero
 from numpy.polynomial import Polynomial
 from scipy import integrate
 
-from diffdiff.sampling.multistep import MULTISTEP_SAMPLERS, ipndm_v_weights
+from diffdiff.sampling.samplers import MULTISTEP_SAMPLERS
+from diffdiff.sampling.samplers.multistep import ipndm_v_weights
 
 NAMES = ("lms", "ipndm", "ipndm_v", "deis", "uni_pc", "uni_pc_bh2")
-
-
-def analytic(x, sigma, **kwargs):
-    return x / (1 + sigma.view(-1, *([1] * (x.ndim - 1))) ** 2)
-
-
-class Counting:
-    """Wraps a denoiser; remembers every (x, sigma) it was called with."""
-
-    def __init__(self, inner=analytic):
-        self.inner = inner
-        self.calls = []
-
-    def __call__(self, x, sigma, **kwargs):
-        assert sigma.shape == (x.shape[0],)
-        self.calls.append((x.clone(), sigma.clone()))
-        return self.inner(x, sigma, **kwargs)
 
 
 def d_of(x, sigma):
@@ -69,7 +54,7 @@ def test_lms_steps_are_euler_then_adams_bashforth_with_lagrange_weights():
     s = [8.0, 5.0, 3.0, 1.8, 1.0, 0.5]
     sigmas = f64(s)
     x = start()
-    model = Counting()
+    model = Recorder()
     MULTISTEP_SAMPLERS["lms"](model, x, sigmas)
     xs = [c[0] for c in model.calls]
     ds = [d_of(xs[i], s[i]) for i in range(len(xs))]
@@ -90,7 +75,7 @@ def test_lms_steps_are_euler_then_adams_bashforth_with_lagrange_weights():
 def test_lms_keeps_order_four_after_warm_up():
     s = [9.0, 6.0, 4.0, 2.7, 1.8, 1.2, 0.8]
     x = start(1)
-    model = Counting()
+    model = Recorder()
     out = MULTISTEP_SAMPLERS["lms"](model, x, f64(s))
     xs = [c[0] for c in model.calls] + [out]
     i = 5  # history d5, d4, d3, d2 (four nodes; d1 and d0 forgotten)
@@ -106,7 +91,7 @@ def test_lms_keeps_order_four_after_warm_up():
 def test_ipndm_steps_use_fixed_adams_bashforth_weights():
     s = [8.0, 5.0, 3.0, 1.8, 1.0, 0.5]
     x = start(2)
-    model = Counting()
+    model = Recorder()
     out = MULTISTEP_SAMPLERS["ipndm"](model, x, f64(s))
     xs = [c[0] for c in model.calls] + [out]
     d = [d_of(xs[i], s[i]) for i in range(5)]
@@ -125,7 +110,7 @@ def test_ipndm_steps_use_fixed_adams_bashforth_weights():
 def test_ipndm_v_is_euler_then_variable_step_adams_bashforth():
     s = [8.0, 5.0, 3.0, 1.8, 1.0]
     x = start(12)
-    model = Counting()
+    model = Recorder()
     out = MULTISTEP_SAMPLERS["ipndm_v"](model, x, f64(s))
     xs = [c[0] for c in model.calls] + [out]
     d = [d_of(xs[i], s[i]) for i in range(4)]
@@ -160,7 +145,7 @@ def test_ipndm_v_order_4_keeps_diff_samplers_even_grid_weights():
 def test_step_to_zero_returns_the_denoised_estimate(name):
     s = [4.0, 2.0, 1.0, 0.0]
     x = start(3)
-    model = Counting()
+    model = Recorder()
     out = MULTISTEP_SAMPLERS[name](model, x, f64(s))
     last_x = model.calls[-1][0]
     assert torch.equal(out, analytic(last_x, f64([1.0])))
@@ -198,7 +183,7 @@ def deis_weight(times, j, a, b, dsigma_dt):
 def test_deis_steps_integrate_the_t_interpolated_derivative_against_dsigma():
     s = [8.0, 5.0, 3.0, 1.8, 1.0]
     x = start(4)
-    model = Counting()
+    model = Recorder()
     out = MULTISTEP_SAMPLERS["deis"](model, x, f64(s))
     xs = [c[0] for c in model.calls] + [out]
     d = [d_of(xs[i], s[i]) for i in range(4)]
@@ -222,7 +207,7 @@ def test_deis_steps_integrate_the_t_interpolated_derivative_against_dsigma():
 def test_deis_step_to_zero_is_euler():
     s = [4.0, 2.0, 1.0, 0.0]
     x = start(5)
-    model = Counting()
+    model = Recorder()
     out = MULTISTEP_SAMPLERS["deis"](model, x, f64(s))
     last_x = model.calls[-1][0]
     assert torch.allclose(out, last_x + (0.0 - 1.0) * d_of(last_x, 1.0), rtol=1e-12, atol=1e-12)
@@ -273,7 +258,7 @@ def test_unipc_three_steps_match_the_hand_written_solver(name, variant):
     s = [6.0, 2.5, 0.9, 0.0]
     x = start(6)
     sigmas = f64(s)
-    model = Counting()
+    model = Recorder()
     out = MULTISTEP_SAMPLERS[name](model, x, sigmas)
     assert len(model.calls) == 3
     assert sigmas[-1] == 0  # the caller's sigmas are not modified
@@ -291,7 +276,7 @@ def test_unipc_variants_differ_and_bh2_is_not_bh1():
 def test_unipc_single_step_is_one_first_order_step():
     s0 = 3.0
     x = start(8)
-    model = Counting()
+    model = Recorder()
     out = MULTISTEP_SAMPLERS["uni_pc"](model, x, f64([s0, 0.0]))
     assert len(model.calls) == 1
     expected = (0.001 / s0) * x + (1 - 0.001 / s0) * x / (1 + s0**2)
@@ -299,11 +284,6 @@ def test_unipc_single_step_is_one_first_order_step():
 
 
 # ---- all samplers ------------------------------------------------------------------------------------
-
-
-def karras(n, sigma_min=0.1, sigma_max=10.0, rho=7.0):
-    ramp = torch.linspace(0, 1, n + 1, dtype=torch.float64)
-    return (sigma_max ** (1 / rho) + ramp * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho
 
 
 def euler(model, x, sigmas):
@@ -314,7 +294,7 @@ def euler(model, x, sigmas):
 
 
 def relative_error(fn, n):
-    sigmas = karras(n)
+    sigmas = karras(n + 1, 0.1, 10.0)
     x = torch.ones(1, 1, 1, 1, dtype=torch.float64)
     exact = x * math.sqrt(1 + sigmas[-1] ** 2) / math.sqrt(1 + sigmas[0] ** 2)
     return ((fn(analytic, x, sigmas) - exact).abs() / exact.abs()).max().item()
@@ -346,7 +326,7 @@ def test_error_falls_at_least_at_second_order(name):
 @pytest.mark.parametrize("final_zero", [True, False])
 def test_one_model_call_per_step(name, final_zero):
     sigmas = f64([7.0, 4.0, 2.0, 1.0, 0.5, 0.2] + ([0.0] if final_zero else []))
-    model = Counting()
+    model = Recorder()
     MULTISTEP_SAMPLERS[name](model, start(9), sigmas)
     assert len(model.calls) == len(sigmas) - 1
     called = [float(c[1][0]) for c in model.calls]
@@ -359,32 +339,24 @@ def test_callback_reports_each_step(name):
     # before the corrector moves x), `x` the state at `sigma`.
     sigmas = f64([7.0, 4.0, 2.0, 1.0, 0.0])
     seen = []
-    model = Counting()
+    model = Recorder()
     MULTISTEP_SAMPLERS[name](model, start(10), sigmas, callback=seen.append)
     assert [info["i"] for info in seen] == [0, 1, 2, 3]
-    for info, (called_x, called_sigma) in zip(seen, model.calls):
+    for info, (called_x, called_sigma, _) in zip(seen, model.calls):
         assert set(info) == {"x", "i", "sigma", "sigma_hat", "denoised"}
         assert float(info["sigma"]) == float(sigmas[info["i"]]) == float(called_sigma[0])
         assert info["x"].shape == called_x.shape
         assert torch.allclose(info["denoised"], analytic(called_x, called_sigma), rtol=1e-9, atol=1e-12)
 
 
-def blurred(x, sigma, **kwargs):
-    """A spatially coupled analytic denoiser: a 3x3 box blur, shrunk by 1 / (1 + sigma^2)."""
-    kernel = torch.full((x.shape[1], 1, 3, 3), 1 / 9, dtype=x.dtype)
-    blur = torch.nn.functional.conv2d(x, kernel, padding=1, groups=x.shape[1])
-    return blur / (1 + sigma.view(-1, 1, 1, 1) ** 2)
-
-
 @pytest.mark.parametrize("name", NAMES)
 def test_batches_run_and_each_item_matches_running_alone(name):
-    sigmas = karras(6).to(torch.float32)
-    sigmas = torch.cat([sigmas, sigmas.new_zeros(1)])
+    sigmas = with_zero(karras(7, 0.1, 10.0).to(torch.float32))
     x = start(11, (3, 4, 8, 6)).to(torch.float32)
-    together = MULTISTEP_SAMPLERS[name](blurred, x, sigmas)
+    together = MULTISTEP_SAMPLERS[name](blur_then_shrink, x, sigmas)
     assert together.shape == x.shape and torch.isfinite(together).all()
     for k in range(3):
-        alone = MULTISTEP_SAMPLERS[name](blurred, x[k : k + 1], sigmas)
+        alone = MULTISTEP_SAMPLERS[name](blur_then_shrink, x[k : k + 1], sigmas)
         assert torch.allclose(together[k : k + 1], alone, rtol=1e-5, atol=1e-5)
 
 

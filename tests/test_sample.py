@@ -1,25 +1,26 @@
-"""sample(): exact preservation for every sampler, ComfyUI's defect in comfy mode, lossless skips, checks."""
+"""sample(): exact preservation for every sampler (by the gate itself, and after the final restore),
+ComfyUI's defect in comfy mode, lossless skips, callbacks and stats."""
 
+import importlib
 import math
 
 import pytest
 import torch
-import torch.nn.functional as F
+from doubles import analytic, analytic_then_blur
 
-from diffdiff.sampling import SAMPLERS, calculate_sigmas, model_sampling, prepare_noise, sample
+from diffdiff.sampling import SAMPLERS, calculate_sigmas, model_sampling, prepare_noise, run_sigmas, sample
+from diffdiff.sampling.samplers.unipc import FINAL_SIGMA, half_log_snr
 
+sample_module = importlib.import_module("diffdiff.sampling.sample")  # the module, not the function
 MS = model_sampling("sd1")
 
-
-def pointwise(x, sigma, **kwargs):
-    """x0 = x / (1 + σ²): the exact denoiser for data ~ N(0, 1)."""
-    return x / (1 + sigma.view(-1, 1, 1, 1) ** 2)
-
-
-def blurred(x, sigma, **kwargs):
-    """A spatially coupled denoiser: the pointwise one followed by a 3×3 box blur."""
-    x0 = pointwise(x, sigma)
-    return F.avg_pool2d(F.pad(x0, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+# Samplers whose last step (to σ = 0) returns the denoiser's x0 itself (``x = denoised``, or dpmpp_2m's
+# 0·x + x0): where the gate hands back the input latent, so do they, bit for bit.
+LAST_STEP_IS_X0 = {
+    "euler_ancestral", "dpmpp_2m", "dpmpp_sde", "dpmpp_sde_gpu", "dpmpp_2m_sde", "dpmpp_2m_sde_gpu",
+    "dpmpp_2m_sde_heun", "dpmpp_2m_sde_heun_gpu", "dpmpp_3m_sde", "dpmpp_3m_sde_gpu", "lcm",
+    "gradient_estimation", "seeds_2", "exp_heun_2_x0", "exp_heun_2_x0_sde", "lms", "ipndm", "ipndm_v",
+}
 
 
 def latent(batch=1, size=8, seed=3):
@@ -31,7 +32,7 @@ def ramp_map(size=8, peak=1.0):
     return torch.linspace(0, peak, size).repeat(size, 1)
 
 
-def run(den=blurred, z=None, **options):
+def run(den=analytic_then_blur, z=None, **options):
     settings = {"model_sampling": MS, "sampler": "euler", "scheduler": "normal", "steps": 6, "seed": 1}
     settings.update(options)
     return sample(den, latent() if z is None else z, **settings)
@@ -48,6 +49,31 @@ def test_strength_zero_pixels_are_bit_identical_for_every_sampler(sampler, denoi
     assert torch.isfinite(out).all()
 
 
+@pytest.mark.parametrize("denoise", [1.0, 0.6])
+@pytest.mark.parametrize("sampler", sorted(SAMPLERS))
+def test_the_gate_alone_keeps_strength_zero_latents(sampler, denoise, monkeypatch):
+    """Without sample()'s final restore: map-0 pixels are held at every call (the gate feeds the sampler
+    x0 = z there), so the sampler solves x' = (x − z)/σ for them, whose solution ends at z when σ ends at 0.
+    Ancestral noise added on the way is removed by the last step to σ = 0 like the rest of x − z."""
+    monkeypatch.setattr(sample_module, "restore_held_pixels", lambda out, latent, keep_mask: out)
+    z = latent()
+    out = run(z=z, sampler=sampler, denoise=denoise, strength_map=ramp_map())
+    held, kept = out[..., 0], z[..., 0]
+    if sampler in LAST_STEP_IS_X0:
+        assert torch.equal(held, kept)
+    elif sampler in ("uni_pc", "uni_pc_bh2"):
+        # ComfyUI's UniPC ends at σ = FINAL_SIGMA, not 0 (in float32 its λ = −log σ there is ln 1024, so
+        # effectively at σ_end = 1/1024): held pixels keep the residual noise (x_0 − z)·σ_end/σ_0 of the
+        # exact solution, up to float32 rounding.
+        sigmas = run_sigmas(MS, "normal", 6, denoise, sampler)
+        start = MS.noise_scaling(sigmas[0], prepare_noise(z, 1), z, sample_module.is_max_denoise(MS, sigmas))
+        sigma_end = torch.exp(-half_log_snr(torch.tensor(FINAL_SIGMA)))
+        residual = (start - z)[..., 0] * (sigma_end / sigmas[0])
+        torch.testing.assert_close(held - kept, residual, rtol=5e-3, atol=1e-6)
+    else:  # the last step reaches z through x and x − z (e.g. x + (0 − σ)·(x − z)/σ): up to float32 rounding
+        torch.testing.assert_close(held, kept, rtol=0, atol=1e-5)
+
+
 @pytest.mark.parametrize("sampler", sorted(SAMPLERS))
 def test_uniform_map_of_one_is_no_map(sampler):
     plain = run(sampler=sampler, steps=5)
@@ -59,7 +85,7 @@ def test_mean_change_grows_with_strength():
     z = latent()
     changes = []
     for level in range(1, 11):
-        out = run(z=z, steps=20, strength_map=torch.full((8, 8), level / 10), den=pointwise)
+        out = run(z=z, steps=20, strength_map=torch.full((8, 8), level / 10), den=analytic)
         changes.append(float((out - z).abs().mean()))
     assert all(a < b for a, b in zip(changes, changes[1:])), changes
 
@@ -71,7 +97,7 @@ def test_comfy_mode_moves_strength_zero_pixels_at_the_last_call():
     smap = torch.zeros(8, 8)
     smap[:, 4:] = 1.0
     steps = 10
-    out = run(den=pointwise, z=z, steps=steps, strength_map=smap, gate="comfy")
+    out = run(den=analytic, z=z, steps=steps, strength_map=smap, gate="comfy")
     sigmas = calculate_sigmas(MS, "normal", steps).double()
     n = prepare_noise(z, 1).double()
     x0 = z.double() + n * math.sqrt(1 + float(sigmas[0]) ** 2)
@@ -80,7 +106,7 @@ def test_comfy_mode_moves_strength_zero_pixels_at_the_last_call():
     torch.testing.assert_close(out[..., :4].double(), expected[..., :4], rtol=1e-4, atol=1e-5)
     moved = float((out[..., :4] - z[..., :4]).abs().mean())
     assert moved > 1e-3  # the anchor's defect: S = 0 pixels are not preserved
-    exact = run(den=pointwise, z=z, steps=steps, strength_map=smap, gate="exact")
+    exact = run(den=analytic, z=z, steps=steps, strength_map=smap, gate="exact")
     assert torch.equal(exact[..., :4], z[..., :4])
 
 
@@ -126,7 +152,7 @@ def test_comfy_ddim_holds_pixels_with_seed_plus_one_noise():
 
     def recording(x, sigma, **kwargs):
         seen.append(x.clone())
-        return pointwise(x, sigma)
+        return analytic(x, sigma)
 
     z = latent()
     smap = torch.zeros(8, 8)
@@ -142,12 +168,12 @@ def test_comfy_ddim_holds_pixels_with_seed_plus_one_noise():
 
 def test_flow_model_preserves_and_changes():
     z = latent()
-    out = sample(blurred, z, model_sampling=model_sampling("sd3"), sampler="euler", scheduler="simple",
-                 steps=6, seed=2, strength_map=ramp_map())
+    out = sample(analytic_then_blur, z, model_sampling=model_sampling("sd3"), sampler="euler",
+                 scheduler="simple", steps=6, seed=2, strength_map=ramp_map())
     assert torch.equal(out[..., 0], z[..., 0]) and not torch.equal(out[..., -1], z[..., -1])
 
 
-def test_callback_stats_and_model_sampling_reach_the_sampler():
+def test_callback_stats_and_model_sampling_reach_the_sampler(monkeypatch):
     seen = {}
 
     def probe_sampler(model, x, sigmas, extra_args=None, callback=None, disable=None, **options):
@@ -157,25 +183,14 @@ def test_callback_stats_and_model_sampling_reach_the_sampler():
         callback({"x": x, "i": 0, "sigma": sigmas[0], "sigma_hat": sigmas[0], "denoised": denoised})
         return denoised
 
+    monkeypatch.setitem(SAMPLERS, "probe", probe_sampler)
     infos, stats = [], {}
-    out = run(sampler="probe", samplers={"probe": probe_sampler}, callback=infos.append, stats=stats, seed=4)
+    out = run(sampler="probe", callback=infos.append, stats=stats, seed=4)
     assert seen["model_sampling"] is MS and seen["extra_args"] == {"seed": 4}
     assert infos[0]["total_steps"] == 6 and infos[0]["i"] == 0 and out.shape == (1, 4, 8, 8)
     assert stats == {"network_calls": 1, "network_calls_without_skip": 1, "steps": 6}
 
 
-def test_bad_arguments_name_the_problem_and_choices():
-    cases = [
-        ({"sampler": "eulr"}, "euler"),
-        ({"scheduler": "cosine"}, "karras"),
-        ({"steps": 0}, "steps"),
-        ({"denoise": 0.0}, "denoise"),
-        ({"denoise": 1.2}, "denoise"),
-        ({"gate": "soft", "strength_map": torch.ones(8, 8)}, "exact, comfy, mask"),
-        ({"gate_strength": 2.0, "strength_map": torch.ones(8, 8)}, "gate_strength"),
-        ({"seed": [1, 2]}, "one seed per item"),
-        ({"strength_map": torch.full((8, 8), float("nan"))}, "NaN"),
-    ]
-    for options, message in cases:
-        with pytest.raises(ValueError, match=message):
-            run(**options)
+def test_a_list_of_seeds_must_match_the_batch():
+    with pytest.raises(ValueError, match="one seed per item"):
+        run(seed=[1, 2])

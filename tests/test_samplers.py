@@ -11,67 +11,18 @@ import math
 
 import pytest
 import torch
+from doubles import FlowSampling, Recorder, analytic, fixed_noise, karras, with_zero
 
-from diffdiff.sampling import samplers_ancestral, samplers_ode, samplers_sde
-from diffdiff.sampling.noise_samplers import BrownianTreeNoiseSampler, default_noise_sampler
+from diffdiff.sampling.samplers import SAMPLERS, ancestral, ode, sde
+from diffdiff.sampling.samplers.noise import BrownianTreeNoiseSampler, default_noise_sampler
 
-SAMPLER_MODULES = (samplers_ode, samplers_ancestral, samplers_sde)
+SAMPLER_MODULES = (ode, ancestral, sde)
 FUNCTIONS = {
     name[len("sample_"):]: fn
     for module in SAMPLER_MODULES
     for name, fn in vars(module).items()
     if name.startswith("sample_") and callable(fn)
 }
-
-
-def analytic_denoiser(x, sigma, **_):
-    return x / (1 + sigma.view(-1, *([1] * (x.ndim - 1))) ** 2)
-
-
-class CountingDenoiser:
-    """The analytic denoiser, counting its calls and remembering the sigmas it saw."""
-
-    def __init__(self, model_sampling=None):
-        self.calls = 0
-        self.sigmas_seen = []
-        if model_sampling is not None:
-            self.model_sampling = model_sampling
-
-    def __call__(self, x, sigma, **kw):
-        self.calls += 1
-        self.sigmas_seen.append(float(sigma[0]))
-        return analytic_denoiser(x, sigma)
-
-
-class FlowSampling:
-    """A minimal rectified-flow model sampling (shift 1): x = (1 - sigma) x0 + sigma n."""
-
-    prediction = "flow"
-    sigma_min = 0.001
-    sigma_max = 1.0
-
-    def timestep(self, sigma):
-        return torch.as_tensor(sigma) * 1000
-
-    def sigma(self, timestep):
-        return torch.as_tensor(timestep) / 1000
-
-    def noise_scaling(self, sigma, noise, latent_image, max_denoise=False):
-        return sigma * noise + (1 - sigma) * latent_image
-
-
-def fixed_noise(value):
-    """A noise sampler that always returns the same tensor (to write steps out by hand)."""
-    return lambda sigma, sigma_next: value
-
-
-def karras(n, sigma_min, sigma_max, rho=7.0, dtype=torch.float64):
-    ramp = torch.linspace(0, 1, n, dtype=dtype)
-    return (sigma_max ** (1 / rho) + ramp * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho
-
-
-def with_zero(sigmas):
-    return torch.cat([sigmas, sigmas.new_zeros(1)])
 
 
 X = torch.tensor([[[[-3.0, -0.5], [1.25, 4.0]]]], dtype=torch.float64)
@@ -83,7 +34,7 @@ def D(x, s):
 
 
 def one_step(name, sigmas=(S0, S1), **options):
-    return FUNCTIONS[name](analytic_denoiser, X.clone(), torch.stack(list(sigmas)), **options)
+    return FUNCTIONS[name](analytic, X.clone(), torch.stack(list(sigmas)), **options)
 
 
 # ---------------------------------------------------------------- one step, written out by hand
@@ -133,9 +84,9 @@ def test_dpmpp_2m_sde_without_noise_is_dpmpp_2m():
     # with eta = 0 the midpoint correction 0.5 (1 - e^-h) / r (D - D_old) is exactly 2M's extrapolation
     sigmas = with_zero(karras(6, 0.1, 8.0))
     x = X * 8
-    ode = FUNCTIONS["dpmpp_2m"](analytic_denoiser, x, sigmas)
-    sde = FUNCTIONS["dpmpp_2m_sde"](analytic_denoiser, x, sigmas, eta=0.0, noise_sampler=fixed_noise(x))
-    torch.testing.assert_close(sde, ode)
+    ode_out = FUNCTIONS["dpmpp_2m"](analytic, x, sigmas)
+    sde_out = FUNCTIONS["dpmpp_2m_sde"](analytic, x, sigmas, eta=0.0, noise_sampler=fixed_noise(x))
+    torch.testing.assert_close(sde_out, ode_out)
 
 
 def test_dpmpp_sde_without_noise_is_the_2s_midpoint_step():
@@ -190,7 +141,7 @@ def test_lcm_jumps_to_x0_and_renoises():
     torch.testing.assert_close(one_step("lcm", noise_sampler=fixed_noise(z)), D(X, S0) + S1 * z)
     # flow models renoise with the model's own rule: sigma z + (1 - sigma) x0
     s0, s1 = torch.tensor(0.8, dtype=torch.float64), torch.tensor(0.3, dtype=torch.float64)
-    model = CountingDenoiser(FlowSampling())
+    model = Recorder(model_sampling=FlowSampling())
     out = FUNCTIONS["lcm"](model, X.clone(), torch.stack([s0, s1]), noise_sampler=fixed_noise(z))
     torch.testing.assert_close(out, s1 * z + (1 - s1) * D(X, s0))
 
@@ -204,7 +155,8 @@ def test_flow_models_switch_euler_ancestral_to_the_rectified_flow_step():
     renoise = math.sqrt(s1**2 - sigma_down**2 * alpha_ratio**2)
     expected = alpha_ratio * x_down + renoise * z
     # the result has noise level s1: signal (1 - s1) and noise std s1 in the x_down + noise mix
-    out = FUNCTIONS["euler_ancestral"](CountingDenoiser(FlowSampling()), X.clone(), torch.stack([s0, s1]),
+    flow_model = Recorder(model_sampling=FlowSampling())
+    out = FUNCTIONS["euler_ancestral"](flow_model, X.clone(), torch.stack([s0, s1]),
                                        noise_sampler=fixed_noise(z))
     torch.testing.assert_close(out, expected)
     assert not torch.allclose(out, one_step("euler_ancestral", (s0, s1), noise_sampler=fixed_noise(z)))
@@ -213,13 +165,13 @@ def test_flow_models_switch_euler_ancestral_to_the_rectified_flow_step():
 def test_flow_sde_step_in_half_log_snr_is_the_flow_ddim_step():
     # first step of dpmpp_2m_sde at eta = 0 with lambda = log((1 - s) / s): x1 = (s1/s0) x + (1 - s1/s0) D
     s0, s1 = torch.tensor(0.8, dtype=torch.float64), torch.tensor(0.3, dtype=torch.float64)
-    out = FUNCTIONS["dpmpp_2m_sde"](CountingDenoiser(FlowSampling()), X.clone(), torch.stack([s0, s1]),
+    out = FUNCTIONS["dpmpp_2m_sde"](Recorder(model_sampling=FlowSampling()), X.clone(), torch.stack([s0, s1]),
                                     eta=0.0, noise_sampler=fixed_noise(X))
     torch.testing.assert_close(out, (s1 / s0) * X + (1 - s1 / s0) * D(X, s0))
 
 
 def test_flow_sde_samplers_move_a_first_sigma_of_one_just_below_one():
-    model = CountingDenoiser(FlowSampling())
+    model = Recorder(model_sampling=FlowSampling())
     sigmas = torch.tensor([1.0, 0.5, 0.0])
     out = FUNCTIONS["dpmpp_2m_sde"](model, torch.randn(1, 1, 4, 4), sigmas, extra_args={"seed": 1})
     assert torch.isfinite(out).all()
@@ -237,7 +189,7 @@ def test_convergence_order_on_the_probability_flow_ode(name, order):
     exact = x0 * math.sqrt(1 + sigma_min**2) / math.sqrt(1 + sigma_max**2)
     errors = []
     for steps in (16, 32):
-        out = FUNCTIONS[name](analytic_denoiser, x0.clone(), karras(steps + 1, sigma_min, sigma_max))
+        out = FUNCTIONS[name](analytic, x0.clone(), karras(steps + 1, sigma_min, sigma_max))
         errors.append((out - exact).abs().max().item())
     ratio = errors[0] / errors[1]
     assert 2**order * 0.8 < ratio < 2**order * 1.25, (errors, ratio)
@@ -252,7 +204,7 @@ SDE_SIGMAS = with_zero(karras(8, 0.03, 14.6, dtype=torch.float32))
 
 
 def run_seeded(name, x, seed):
-    return FUNCTIONS[name](analytic_denoiser, x.clone(), SDE_SIGMAS, extra_args={"seed": seed})
+    return FUNCTIONS[name](analytic, x.clone(), SDE_SIGMAS, extra_args={"seed": seed})
 
 
 @pytest.mark.parametrize("name", STOCHASTIC)
@@ -286,7 +238,7 @@ def test_samples_of_unit_gaussian_data_have_unit_variance(name):
     # sampler ends near N(0, 1). 4096 samples: the variance's own standard error is about 0.02.
     sigmas = with_zero(karras(80, 0.03, 14.6, dtype=torch.float32))
     x = torch.randn(1, 4, 32, 32, generator=torch.Generator().manual_seed(3)) * math.sqrt(1 + 14.6**2)
-    out = FUNCTIONS[name](analytic_denoiser, x, sigmas, extra_args={"seed": 5})
+    out = FUNCTIONS[name](analytic, x, sigmas, extra_args={"seed": 5})
     assert abs(out.var().item() - 1.0) < 0.12
 
 
@@ -324,19 +276,19 @@ N = 6
     ("res_multistep", N), ("gradient_estimation", N),
 ])
 def test_model_call_counts_match_comfyui(name, calls):
-    model = CountingDenoiser()
+    model = Recorder()
     steps = []
     sigmas = with_zero(karras(N, 0.1, 10.0, dtype=torch.float32))
     FUNCTIONS[name](model, torch.randn(1, 1, 4, 4) * 10, sigmas, extra_args={"seed": 0},
                     callback=steps.append)
-    assert model.calls == calls
+    assert len(model.calls) == calls
     assert [s["i"] for s in steps] == list(range(N))
     assert set(steps[0]) == {"x", "i", "sigma", "sigma_hat", "denoised"}
     assert float(steps[2]["sigma"]) == pytest.approx(float(sigmas[2]))
 
 
 def test_churn_raises_the_first_sigma_the_model_sees():
-    model = CountingDenoiser()
+    model = Recorder()
     sigmas = with_zero(karras(4, 0.1, 10.0, dtype=torch.float32))
     FUNCTIONS["euler"](model, torch.randn(1, 1, 4, 4), sigmas, s_churn=1.0)
     gamma = min(1.0 / 4, math.sqrt(2) - 1)
@@ -345,12 +297,10 @@ def test_churn_raises_the_first_sigma_the_model_sees():
 
 def test_unknown_solver_type_is_refused():
     with pytest.raises(ValueError, match="midpoint"):
-        FUNCTIONS["dpmpp_2m_sde"](analytic_denoiser, X, torch.stack([S0, S1]), solver_type="rk4")
+        FUNCTIONS["dpmpp_2m_sde"](analytic, X, torch.stack([S0, S1]), solver_type="rk4")
 
 
 def test_registry_holds_comfyui_names():
-    from diffdiff.sampling.samplers import SAMPLERS
-
     for name in ["euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "dpmpp_2s_ancestral",
                  "dpmpp_sde", "dpmpp_2m", "dpmpp_2m_sde", "dpmpp_3m_sde", "ddpm", "lcm", "ddim"]:
         assert callable(SAMPLERS[name]), name
@@ -358,16 +308,14 @@ def test_registry_holds_comfyui_names():
 
 
 def test_registry_refuses_unknown_options_naming_the_valid_ones():
-    from diffdiff.sampling.samplers import SAMPLERS
-
     sigmas = torch.stack([S0, S1])
     with pytest.raises(ValueError, match="valid options: eta, s_noise"):
-        SAMPLERS["euler_ancestral"](analytic_denoiser, X, sigmas, order=3)
+        SAMPLERS["euler_ancestral"](analytic, X, sigmas, order=3)
     with pytest.raises(ValueError, match="cpu_tree"):
-        SAMPLERS["dpmpp_2m_sde_gpu"](analytic_denoiser, X, sigmas, cpu_tree=True)
+        SAMPLERS["dpmpp_2m_sde_gpu"](analytic, X, sigmas, cpu_tree=True)
     expected = X + (X - D(X, S0)) / S0 * (S1 - S0)
-    torch.testing.assert_close(SAMPLERS["euler"](analytic_denoiser, X.clone(), sigmas, s_churn=0.0), expected)
-    out = SAMPLERS["dpmpp_2m_sde_gpu"](analytic_denoiser, X.clone(), with_zero(sigmas), eta=0.0,
+    torch.testing.assert_close(SAMPLERS["euler"](analytic, X.clone(), sigmas, s_churn=0.0), expected)
+    out = SAMPLERS["dpmpp_2m_sde_gpu"](analytic, X.clone(), with_zero(sigmas), eta=0.0,
                                        extra_args={"seed": 1})
-    torch.testing.assert_close(out, FUNCTIONS["dpmpp_2m_sde"](analytic_denoiser, X.clone(), with_zero(sigmas),
+    torch.testing.assert_close(out, FUNCTIONS["dpmpp_2m_sde"](analytic, X.clone(), with_zero(sigmas),
                                                               eta=0.0))

@@ -3,17 +3,10 @@
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
+from doubles import BOX_RADIUS as RADIUS
+from doubles import box_denoiser
 
-from diffdiff.errors import DiffdiffError
 from diffdiff.tiles import TiledDenoiser, plan_grid
-
-RADIUS = 2  # 5×5 box blur
-
-
-def box_denoiser(x, sigma, **kw):
-    """x0 = zero-padded 5×5 box blur of x / (1 + σ²): receptive field RADIUS."""
-    return F.avg_pool2d(x, 5, 1, RADIUS, count_include_pad=True) / (1 + sigma[:, None, None, None] ** 2)
 
 
 def interior_mask(tiles, height, width) -> np.ndarray:
@@ -112,7 +105,7 @@ def test_inputs_are_sliced_per_tile_and_sigma_expanded():
         assert torch.equal(part, hint[:, :, :, tiles[index].cols])
 
 
-def test_model_sampling_is_exposed_and_bad_options_refused():
+def test_model_sampling_is_exposed_and_tiles_must_fit_the_latent():
     class Inner:
         model_sampling = object()
 
@@ -121,9 +114,5 @@ def test_model_sampling_is_exposed_and_bad_options_refused():
 
     tiles = plan_grid(8, 8, 8, 0)
     assert TiledDenoiser(Inner(), tiles).model_sampling is Inner.model_sampling
-    with pytest.raises(DiffdiffError, match="mixture, multidiffusion, spot"):
-        TiledDenoiser(Inner(), tiles, blend="average")
-    with pytest.raises(DiffdiffError, match="tile_batch"):
-        TiledDenoiser(Inner(), tiles, tile_batch=0)
     with pytest.raises(ValueError, match="outside"):
         TiledDenoiser(Inner(), plan_grid(16, 16, 8, 0))(torch.zeros(1, 4, 8, 8), torch.ones(1))

@@ -3,21 +3,10 @@
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
+from doubles import Recorder, box_denoiser
 
 from diffdiff.sampling import model_sampling, run_sigmas, sample
 from diffdiff.tiles import TiledDenoiser, plan_grid, plan_quadtree
-
-
-class CountingBox:
-    """Analytic local denoiser (5×5 box blur / (1 + σ²)) that counts the items it evaluates."""
-
-    def __init__(self):
-        self.items = 0
-
-    def __call__(self, x, sigma, **kw):
-        self.items += x.shape[0]
-        return F.avg_pool2d(x, 5, 1, 2, count_include_pad=True) / (1 + sigma[:, None, None, None] ** 2)
 
 
 def strength_map(height, width):
@@ -28,7 +17,7 @@ def strength_map(height, width):
 
 
 def run(blend, skip, sampler, tiles, s, latent):
-    inner = CountingBox()
+    inner = Recorder(box_denoiser)
     tiler = TiledDenoiser(inner, tiles, blend=blend, tile_batch=3, skip=skip, seed=3)
     out = sample(tiler, latent, model_sampling=model_sampling("sd1"), sampler=sampler, scheduler="normal",
                  steps=6, seed=11, strength_map=s)
@@ -52,8 +41,8 @@ def test_skipping_is_bit_exact_and_counts_active_tiles(blend, sampler):
 
     if blend == "spot" or sampler != "euler":
         return
-    # Independent count: euler evaluates once at each σ_i, i < N. Active pixels per DESIGN §3:
-    # S > 0 and S >= τ(σ) = (t(σ) − t(σ_to)) / (t(σ_0) − t(σ_to)), σ_to = max(σ_min, σ_N).
+    # Independent count: euler evaluates once at each σ_i, i < N. Active pixels by the gate rule (see
+    # docs/design.md): S > 0 and S >= τ(σ) = (t(σ) − t(σ_to)) / (t(σ_0) − t(σ_to)), σ_to = max(σ_min, σ_N).
     ms = model_sampling("sd1")
     sigmas = run_sigmas(ms, "normal", 6, 1.0, "euler")
     t_from = float(ms.timestep(sigmas[0]))

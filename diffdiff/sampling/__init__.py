@@ -1,9 +1,11 @@
 """diffdiff.sampling: parametrisations, schedules, seeded noise, samplers, the differential gate, ``sample``.
 
-Imports nothing else of diffdiff; bad arguments raise plain ``ValueError``.
+Imports nothing else of diffdiff. Callers validate: ``SAMPLERS``, ``SCHEDULERS`` and ``GATE_MODES`` are the
+name lists a request is checked against, and strength maps arrive on the latent grid with values in [0, 1]
+(``as_gate_map``); this package does not re-check them.
 """
 
-from .gate import GATE_MODES, DifferentialGate, resize_strength_map
+from .gate import GATE_MODES, DifferentialGate, as_gate_map
 from .noise import prepare_noise
 from .parametrisation import KINDS, flux_mu, model_sampling
 from .sample import sample
@@ -16,11 +18,11 @@ __all__ = [
     "SAMPLERS",
     "SCHEDULERS",
     "DifferentialGate",
+    "as_gate_map",
     "calculate_sigmas",
     "flux_mu",
     "model_sampling",
     "prepare_noise",
-    "resize_strength_map",
     "run_sigmas",
     "sample",
 ]

@@ -1,7 +1,7 @@
 """DifferentialGate: a denoiser wrapper that lets each latent pixel change only as much as its strength says.
 
-At a call with noise level σ the gate picks the active pixels A (DESIGN §3). Held pixels (A = 0) are fed to
-the network as the clean latent noised to σ and come back as the clean latent:
+At a call with noise level σ the gate picks the active pixels A (the gate rule, see docs/design.md). Held
+pixels (A = 0) are fed to the network as the clean latent noised to σ and come back as the clean latent:
 ``x ← A·x + (1−A)·noise_scaling(σ, n, z)`` before the model, ``x0 ← A·x0 + (1−A)·z`` after it.
 
 Modes:
@@ -14,42 +14,32 @@ Modes:
 τ(σ) = (t(σ) − t(σ_to)) / (t(σ_0) − t(σ_to)), σ_to = max(σ_min, σ_N), in the model's timestep units.
 A call with no active pixel skips the network (``skip=True``) and returns the held values, bit-identical
 to what the blend would give.
+
+The gate trusts its arguments: the strength map comes already on the latent grid with values in [0, 1]
+(``as_gate_map`` only reshapes it), and the mode and ``gate_strength`` are valid; the caller checks them.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 GATE_MODES = ("exact", "comfy", "mask")
 
 
-def resize_strength_map(strength_map, latent: torch.Tensor) -> torch.Tensor:
-    """Check a strength map ((H, W), (B, H, W) or (B, 1, H, W), values in [0, 1]) and resize it bilinearly
-    (as ComfyUI) to the latent grid: a float32 tensor (1 or B, 1, h, w) on the latent's device."""
-    smap = torch.as_tensor(strength_map)
+def as_gate_map(strength_map: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+    """A latent-grid strength map as the gate uses it: float32 (1 or B, 1, h, w) on the latent's device.
+
+    `strength_map`: a tensor (h, w), (B, h, w) or (1 or B, 1, h, w) with the latent's h, w and values that
+    the caller has checked to lie in [0, 1]. It is only reshaped and moved: not scanned, not resized.
+    """
+    smap = strength_map
     if smap.ndim == 2:
         smap = smap[None, None]
     elif smap.ndim == 3:
         smap = smap[:, None]
-    elif smap.ndim != 4 or smap.shape[1] != 1:
-        raise ValueError(
-            f"strength map must have shape (H, W), (B, H, W) or (B, 1, H, W), got {tuple(smap.shape)}")
-    if smap.numel() == 0:
-        raise ValueError("strength map is empty")
-    smap = smap.to(device=latent.device, dtype=torch.float32)
-    if torch.isnan(smap).any():
-        raise ValueError("strength map contains NaN")
-    if smap.min() < 0 or smap.max() > 1:
-        low, high = float(smap.min()), float(smap.max())
-        raise ValueError(f"strength map values must be in [0, 1], got [{low}, {high}]")
-    batch = latent.shape[0]
-    if smap.shape[0] not in (1, batch):
-        raise ValueError(
-            f"strength map batch is {smap.shape[0]} but the latent batch is {batch}; use 1 or {batch}")
-    if tuple(smap.shape[-2:]) != tuple(latent.shape[-2:]):
-        smap = F.interpolate(smap, size=tuple(latent.shape[-2:]), mode="bilinear")
-    return smap
+    assert smap.ndim == 4 and smap.shape[1] == 1 and smap.shape[0] in (1, latent.shape[0]), smap.shape
+    assert smap.shape[-2:] == latent.shape[-2:], (smap.shape, latent.shape)
+    return smap.to(device=latent.device, dtype=torch.float32)
 
 
 def blend(weight: torch.Tensor, active: torch.Tensor, held: torch.Tensor, exact: bool = True) -> torch.Tensor:
@@ -66,13 +56,8 @@ class DifferentialGate:
 
     def __init__(self, inner, strength_map, latent, noise, sigmas, model_sampling, mode: str = "exact",
                  gate_strength: float = 1.0, skip: bool = True):
-        if mode not in GATE_MODES:
-            raise ValueError(f"unknown gate mode {mode!r}; valid modes: {', '.join(GATE_MODES)}")
-        if not isinstance(gate_strength, (int, float)) or not 0.0 <= gate_strength <= 1.0:
-            raise ValueError(f"gate_strength must be in [0, 1], got {gate_strength!r}")
-        if noise.shape != latent.shape:
-            raise ValueError(
-                f"noise shape {tuple(noise.shape)} differs from latent shape {tuple(latent.shape)}")
+        assert mode in GATE_MODES and 0.0 <= gate_strength <= 1.0, (mode, gate_strength)
+        assert noise.shape == latent.shape, (noise.shape, latent.shape)
         self.inner = inner
         self.model_sampling = model_sampling
         self.mode = mode
@@ -80,7 +65,7 @@ class DifferentialGate:
         self.skip = skip
         self.latent = latent
         self.noise = noise
-        self.strength = resize_strength_map(strength_map, latent)
+        self.strength = as_gate_map(strength_map, latent)
         self.keep_mask = self.strength == 0
         self.sigmas = sigmas
         self._passes_mask = getattr(inner, "accepts_active_mask", False) is True

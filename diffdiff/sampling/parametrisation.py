@@ -2,9 +2,10 @@
 
 A ``ModelSampling`` object answers every question the sampling core asks about a model family: its σ table,
 how σ maps to the network timestep, how the network input is scaled, how a network output becomes x0 and how
-a clean latent is noised. The numerics follow ComfyUI's ``comfy/model_sampling.py`` (DESIGN §2): the discrete
-table is built in float64 and stored as float32, ``timestep`` is the nearest table entry in log-σ and
-``sigma`` interpolates log-σ linearly. ``sigma_min`` / ``sigma_max`` are 0-dim float32 tensors, as in ComfyUI.
+a clean latent is noised. The numerics follow ComfyUI's ``comfy/model_sampling.py`` (formulas: see
+docs/design.md): the discrete table is built in float64 and stored as float32, ``timestep`` is the nearest
+table entry in log-σ and ``sigma`` interpolates log-σ linearly. ``sigma_min`` / ``sigma_max`` are 0-dim
+float32 tensors, as in ComfyUI.
 """
 
 from __future__ import annotations

@@ -4,7 +4,12 @@
 penultimate σ for dpm_2 / dpm_2_ancestral / uni_pc / uni_pc_bh2), start x = noise_scaling(σ0, n, z) with the
 max-denoise rule, the sampler called with ``extra_args={"seed": seed}``, then inverse_noise_scaling. With a
 strength map the denoiser is wrapped in a ``DifferentialGate``; in "exact" and "mask" modes strength-0 pixels
-of the result are finally set to the input latent, so they come out bit-identical to it for every sampler.
+of the result are finally set to the input latent (``restore_held_pixels``), so they come out bit-identical
+to it for every sampler.
+
+The arguments are trusted: the caller (the request layer) has checked the sampler and scheduler names
+(``SAMPLERS``, ``SCHEDULERS``), steps (an int ≥ 1), denoise (in (0, 1]), the gate mode (``GATE_MODES``),
+gate_strength (in (0, 1]) and the strength map (on the latent grid, values in [0, 1]).
 """
 
 from __future__ import annotations
@@ -13,9 +18,10 @@ import math
 
 import torch
 
-from .gate import GATE_MODES, DifferentialGate
+from .gate import DifferentialGate
 from .noise import ddim_inpaint_noise, prepare_noise
-from .schedules import SCHEDULERS, run_sigmas
+from .samplers import SAMPLERS
+from .schedules import run_sigmas
 
 
 class CountingDenoiser:
@@ -41,41 +47,24 @@ def is_max_denoise(model_sampling, sigmas: torch.Tensor) -> bool:
     return math.isclose(sigma_max, sigma0, rel_tol=1e-05) or sigma0 > sigma_max
 
 
-def _sampler_table() -> dict:
-    from .samplers import SAMPLERS
-
-    return SAMPLERS
-
-
-def _validate(samplers: dict, sampler, scheduler, steps, denoise, gate) -> None:
-    if sampler not in samplers:
-        raise ValueError(f"unknown sampler {sampler!r}; valid samplers: {', '.join(samplers)}")
-    if scheduler not in SCHEDULERS:
-        raise ValueError(f"unknown scheduler {scheduler!r}; valid schedulers: {', '.join(SCHEDULERS)}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-    if isinstance(denoise, bool) or not isinstance(denoise, (int, float)) or not 0.0 < denoise <= 1.0:
-        raise ValueError(f"denoise must be in (0, 1], got {denoise!r}")
-    if gate not in GATE_MODES:
-        raise ValueError(f"unknown gate mode {gate!r}; valid modes: {', '.join(GATE_MODES)}")
+def restore_held_pixels(out: torch.Tensor, latent: torch.Tensor, keep_mask: torch.Tensor) -> torch.Tensor:
+    """``out`` with the pixels of ``keep_mask`` (strength 0) set to the input latent, bit for bit."""
+    return torch.where(keep_mask, latent, out)
 
 
 def sample(denoiser, latent: torch.Tensor, *, model_sampling, sampler: str, scheduler: str, steps: int, seed,
            denoise: float = 1.0, strength_map=None, gate: str = "exact", gate_strength: float = 1.0,
-           callback=None, skip: bool = True, stats: dict | None = None, samplers: dict | None = None
-           ) -> torch.Tensor:
+           callback=None, skip: bool = True, stats: dict | None = None) -> torch.Tensor:
     """Denoise ``latent`` (B, C, h, w, model space) and return the result latent.
 
     ``denoiser(x, sigma, **kw) -> x0``; ``seed`` an int or one int per batch item; ``strength_map`` None
-    (change everything) or a map in [0, 1] at any resolution; ``callback`` gets k-diffusion's step dict
-    (``x``, ``i``, ``sigma``, ``sigma_hat``, ``denoised``) plus ``total_steps``; ``stats`` (a dict) is
-    filled with ``network_calls``, ``network_calls_without_skip`` and ``steps``. ``samplers`` overrides the
-    sampler table (default ``diffdiff.sampling.samplers.SAMPLERS``).
+    (change everything) or a float tensor on the latent grid ((h, w), (B, h, w) or (1 or B, 1, h, w)) with
+    values in [0, 1]; ``callback`` gets k-diffusion's step dict (``x``, ``i``, ``sigma``, ``sigma_hat``,
+    ``denoised``) plus ``total_steps``; ``stats`` (a dict) is filled with ``network_calls``,
+    ``network_calls_without_skip`` and ``steps``. An unknown sampler name raises KeyError.
     """
-    table = _sampler_table() if samplers is None else samplers
-    _validate(table, sampler, scheduler, steps, denoise, gate)
-    if latent.ndim != 4:
-        raise ValueError(f"latent must have shape (B, C, h, w), got {tuple(latent.shape)}")
+    assert latent.ndim == 4, latent.shape
+    sampler_fn = SAMPLERS[sampler]
     noise = prepare_noise(latent, seed)
     sigmas = run_sigmas(model_sampling, scheduler, steps, denoise, sampler).to(latent.device)
 
@@ -97,10 +86,10 @@ def sample(denoiser, latent: torch.Tensor, *, model_sampling, sampler: str, sche
 
     with torch.no_grad():
         x = model_sampling.noise_scaling(sigmas[0], noise, latent, is_max_denoise(model_sampling, sigmas))
-        out = table[sampler](model, x, sigmas, extra_args={"seed": seed}, callback=k_callback, disable=True)
+        out = sampler_fn(model, x, sigmas, extra_args={"seed": seed}, callback=k_callback, disable=True)
         out = model_sampling.inverse_noise_scaling(sigmas[-1], out)
         if strength_map is not None and gate != "comfy":
-            out = torch.where(model.keep_mask, latent, out)
+            out = restore_held_pixels(out, latent, model.keep_mask)
 
     if stats is not None:
         stats["network_calls"] = model.network_calls

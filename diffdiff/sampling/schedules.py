@@ -15,9 +15,6 @@ import numpy
 import scipy.stats
 import torch
 
-SCHEDULERS = ("simple", "sgm_uniform", "karras", "exponential", "ddim_uniform", "beta", "normal",
-              "linear_quadratic", "kl_optimal")
-
 # Samplers that take one more step's σ and drop the penultimate one (ComfyUI's KSampler does this).
 DISCARD_PENULTIMATE_SIGMA_SAMPLERS = frozenset(("dpm_2", "dpm_2_ancestral", "uni_pc", "uni_pc_bh2"))
 
@@ -143,29 +140,21 @@ _SCHEDULER_FUNCTIONS = {
     "kl_optimal": kl_optimal_sigmas,
 }
 
-
-def _check_steps(steps) -> None:
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+# The scheduler names, in ComfyUI's order: the one list callers check names against.
+SCHEDULERS = tuple(_SCHEDULER_FUNCTIONS)
 
 
 def calculate_sigmas(model_sampling, name: str, steps: int) -> torch.Tensor:
-    """The σ sequence (descending, ending in 0) of scheduler ``name`` for ``steps`` steps."""
-    function = _SCHEDULER_FUNCTIONS.get(name)
-    if function is None:
-        raise ValueError(f"unknown scheduler {name!r}; valid schedulers: {', '.join(SCHEDULERS)}")
-    _check_steps(steps)
-    return function(model_sampling, steps)
+    """The σ sequence (descending, ending in 0) of scheduler ``name`` (one of ``SCHEDULERS``; another name
+    raises KeyError) for ``steps`` ≥ 1 steps."""
+    return _SCHEDULER_FUNCTIONS[name](model_sampling, steps)
 
 
 def run_sigmas(model_sampling, scheduler: str, steps: int, denoise: float = 1.0,
                sampler: str = "euler") -> torch.Tensor:
     """σ of one run as ComfyUI's KSampler: for denoise < 1 schedule ⌊steps/denoise⌋ steps and keep the last
     steps+1 σ; dpm_2, dpm_2_ancestral, uni_pc, uni_pc_bh2 schedule one step more and drop the
-    penultimate σ."""
-    _check_steps(steps)
-    if not (isinstance(denoise, (int, float)) and 0.0 < denoise <= 1.0):
-        raise ValueError(f"denoise must be in (0, 1], got {denoise!r}")
+    penultimate σ. The caller has checked ``steps`` ≥ 1 (an int) and ``denoise`` in (0, 1]."""
 
     def scheduled(n: int) -> torch.Tensor:
         if sampler in DISCARD_PENULTIMATE_SIGMA_SAMPLERS:

@@ -17,14 +17,8 @@ import torch
 from ..errors import DiffdiffError
 from .plan import Tile
 
-BLENDS = ("mixture", "multidiffusion", "spot")
+BLENDS = ("mixture", "multidiffusion", "spot")  # the blend names; callers check a request against these
 MIXTURE_SIGMA = 0.1  # the Mixture of Diffusers reference uses variance 0.01 of the normalised tile length
-
-
-def check_blend(blend: str) -> str:
-    if blend not in BLENDS:
-        raise DiffdiffError(f"unknown blend {blend!r}; choose one of {', '.join(BLENDS)}")
-    return blend
 
 
 def gaussian_profile(length: int, sigma_fraction: float = MIXTURE_SIGMA) -> torch.Tensor:

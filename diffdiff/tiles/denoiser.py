@@ -17,8 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..errors import DiffdiffError
-from .blend import check_blend, spot_windows, tile_weight
+from .blend import BLENDS, spot_windows, tile_weight
 from .plan import Tile
 
 
@@ -28,19 +27,17 @@ class TiledDenoiser:
     Counters: `calls` (calls to this object), `tile_calls` ((image, tile) items evaluated) and
     `tile_calls_without_skip` (items there would have been with skipping off). With blend="spot" the
     tiles only set the window size: windows are re-drawn at each call from `seed` and the call index.
+    `blend` (one of `BLENDS`) and `tile_batch` (>= 1) come checked by the caller.
     """
 
     accepts_active_mask = True
 
     def __init__(self, inner, tiles: list[Tile], blend: str = "mixture", tile_batch: int = 4,
                  skip: bool = True, seed: int = 0):
-        if not tiles:
-            raise DiffdiffError("TiledDenoiser needs at least one tile")
-        if isinstance(tile_batch, bool) or not isinstance(tile_batch, int) or tile_batch < 1:
-            raise DiffdiffError(f"tile_batch must be a positive integer, got {tile_batch!r}")
+        assert tiles and blend in BLENDS and tile_batch >= 1, (len(tiles), blend, tile_batch)
         self.inner = inner
         self.tiles = list(tiles)
-        self.blend = check_blend(blend)
+        self.blend = blend
         self.tile_batch = tile_batch
         self.skip = skip
         self.seed = int(seed)

@@ -1,4 +1,4 @@
-"""The small pieces of math the samplers share, each named for what it computes.
+"""What every sampler shares: the small pieces of math, the per-step callback and the option check.
 
 Noise levels follow k-diffusion: x = x0 + sigma * eps for EPS/V models ("VE" view); for rectified-flow
 models (`model.model_sampling.prediction == "flow"`) x = (1 - sigma) * x0 + sigma * eps.
@@ -7,9 +7,14 @@ Follows k-diffusion (MIT, Katherine Crowson) and ComfyUI's numerics, written ane
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 
 import torch
+
+# The arguments every sampler takes (k-diffusion's signature); anything after them is a sampler option.
+FIXED_ARGUMENTS = ("model", "x", "sigmas", "extra_args", "callback", "disable", "noise_sampler")
 
 
 def to_d(x: torch.Tensor, sigma, denoised: torch.Tensor) -> torch.Tensor:
@@ -60,11 +65,6 @@ def model_sampling_of(model):
 def is_flow(model_sampling) -> bool:
     """True for a rectified-flow parametrisation (ComfyUI's CONST model sampling)."""
     return model_sampling is not None and getattr(model_sampling, "prediction", None) == "flow"
-
-
-def noise_scale_of(model_sampling) -> float:
-    """A model sampling's extra noise multiplier (ComfyUI's optional `noise_scale`), default 1."""
-    return getattr(model_sampling, "noise_scale", 1.0) if model_sampling is not None else 1.0
 
 
 def sigma_to_half_log_snr(sigma: torch.Tensor, model_sampling) -> torch.Tensor:
@@ -132,3 +132,40 @@ def add_churn_noise(x: torch.Tensor, sigma, sigma_hat, gamma: float, s_noise: fl
 def seed_of(extra_args: dict):
     """The run's seed (int, list of ints, or None) from extra_args, as ComfyUI passes it."""
     return extra_args.get("seed", None)
+
+
+def report(callback, x, i, sigma, sigma_hat, denoised) -> None:
+    """Send k-diffusion's per-step dict to `callback` when there is one."""
+    if callback is not None:
+        callback({"x": x, "i": i, "sigma": sigma, "sigma_hat": sigma_hat, "denoised": denoised})
+
+
+def weighted_sum(weights, tensors):
+    """sum_k weights[k] * tensors[k], added left to right from 0."""
+    total = 0
+    for w, t in zip(weights, tensors):
+        total = total + w * t
+    return total
+
+
+@functools.cache
+def refusing_unknown_options(sampler):
+    """`sampler`, raising ValueError (naming the valid options, in signature order) for an option it does
+    not take. The "_gpu" aliases do not offer `cpu_tree`: they fix it."""
+    parameters = inspect.signature(sampler).parameters
+    valid = [name for name, parameter in parameters.items()
+             if name not in FIXED_ARGUMENTS and parameter.kind is not parameter.VAR_KEYWORD]
+    if sampler.__name__.endswith("_gpu"):
+        valid.remove("cpu_tree")
+    name = sampler.__name__.removeprefix("sample_")
+
+    @functools.wraps(sampler)
+    def checked(model, x, sigmas, extra_args=None, callback=None, disable=None, noise_sampler=None,
+                **options):
+        unknown = sorted(set(options) - set(valid))
+        if unknown:
+            choices = ", ".join(valid) or "none"
+            raise ValueError(f"sampler {name} has no option {', '.join(unknown)}; valid options: {choices}")
+        return sampler(model, x, sigmas, extra_args, callback, disable, noise_sampler, **options)
+
+    return checked

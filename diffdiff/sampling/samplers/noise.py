@@ -1,5 +1,6 @@
 """Seeded noise sources for the stochastic samplers (ComfyUI / k-diffusion conventions).
 
+(The run's starting noise is drawn elsewhere, by `diffdiff.sampling.noise.prepare_noise`.)
 A noise sampler is a callable `noise_sampler(sigma, sigma_next) -> tensor shaped like x`.
 
 - `default_noise_sampler(x, seed)`: independent standard normal draws from a `torch.Generator`
@@ -7,6 +8,8 @@ A noise sampler is a callable `noise_sampler(sigma, sigma_next) -> tensor shaped
   the very stream `prepare_noise` used for the starting noise).
 - `BrownianTreeNoiseSampler(x, sigma_min, sigma_max, seed)`: increments of one Brownian motion, looked
   up in a torchsde `BrownianTree`, normalised to unit variance. Used by the SDE samplers.
+- `independent_noise_source` / `brownian_noise_source`: the sampler's own `noise_sampler` when one is
+  given, else one of the two above seeded from `extra_args["seed"]`.
 
 A seed may be an int or a list of ints, one per batch item; with a list, each item gets its own
 generator or tree, so batch item k equals a run of that item alone with seed k.
@@ -19,6 +22,8 @@ import warnings
 
 import torch
 import torchsde
+
+from .common import seed_of
 
 
 def _seed_list(x: torch.Tensor, seed) -> list[int] | None:
@@ -120,3 +125,20 @@ class BrownianTreeNoiseSampler:
         t0 = self.transform(torch.as_tensor(sigma))
         t1 = self.transform(torch.as_tensor(sigma_next))
         return self.tree(t0, t1) / (t1 - t0).abs().sqrt()
+
+
+def independent_noise_source(x: torch.Tensor, extra_args: dict, noise_sampler=None):
+    """`noise_sampler` if given, else `default_noise_sampler` seeded from extra_args["seed"]."""
+    if noise_sampler is not None:
+        return noise_sampler
+    return default_noise_sampler(x, seed=seed_of(extra_args))
+
+
+def brownian_noise_source(x: torch.Tensor, sigmas: torch.Tensor, extra_args: dict, noise_sampler=None,
+                          cpu: bool = True):
+    """`noise_sampler` if given, else a Brownian tree over the run's positive sigmas, seeded from
+    extra_args["seed"]."""
+    if noise_sampler is not None:
+        return noise_sampler
+    sigma_min, sigma_max = sigmas[sigmas > 0].min(), sigmas.max()
+    return BrownianTreeNoiseSampler(x, sigma_min, sigma_max, seed=seed_of(extra_args), cpu=cpu)

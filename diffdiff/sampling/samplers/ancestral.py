@@ -2,7 +2,8 @@
 res_multistep(_ancestral), ddpm, lcm, with the rectified-flow ("_RF") variants ComfyUI switches to
 when the model's sampling is flow.
 
-Noise comes from `noise_sampler` or, by default, from `default_noise_sampler(x, extra_args["seed"])`.
+Noise comes from `noise_sampler` or, by default, from `default_noise_sampler(x, extra_args["seed"])`
+(`independent_noise_source`).
 Numerics follow ComfyUI's comfy/k_diffusion/sampling.py; code follows k-diffusion (MIT), written anew.
 """
 
@@ -10,21 +11,9 @@ from __future__ import annotations
 
 import torch
 
-from diffdiff.sampling.noise_samplers import default_noise_sampler
-from diffdiff.sampling.samplers_math import (
-    get_ancestral_step,
-    is_flow,
-    model_sampling_of,
-    noise_scale_of,
-    rf_ancestral_step,
-    seed_of,
-    to_d,
-)
-from diffdiff.sampling.samplers_ode import dpm_2_step, report
-
-
-def _noise_source(x, extra_args, noise_sampler):
-    return default_noise_sampler(x, seed=seed_of(extra_args)) if noise_sampler is None else noise_sampler
+from .common import get_ancestral_step, is_flow, model_sampling_of, report, rf_ancestral_step, to_d
+from .noise import independent_noise_source
+from .ode import dpm_2_step
 
 
 @torch.no_grad()
@@ -35,7 +24,7 @@ def sample_euler_ancestral(model, x, sigmas, extra_args=None, callback=None, dis
         return sample_euler_ancestral_rf(model, x, sigmas, extra_args, callback, disable, noise_sampler,
                                          eta=eta, s_noise=s_noise)
     extra_args = {} if extra_args is None else extra_args
-    noise_sampler = _noise_source(x, extra_args, noise_sampler)
+    noise_sampler = independent_noise_source(x, extra_args, noise_sampler)
     s_in = x.new_ones([x.shape[0]])
     for i in range(len(sigmas) - 1):
         denoised = model(x, sigmas[i] * s_in, **extra_args)
@@ -55,8 +44,7 @@ def sample_euler_ancestral_rf(model, x, sigmas, extra_args=None, callback=None, 
                               noise_sampler=None, eta=1.0, s_noise=1.0):
     """Euler ancestral for rectified flow: interpolate towards x0 down to sigma_down, rescale, renoise."""
     extra_args = {} if extra_args is None else extra_args
-    noise_sampler = _noise_source(x, extra_args, noise_sampler)
-    s_noise = s_noise * noise_scale_of(model_sampling_of(model))
+    noise_sampler = independent_noise_source(x, extra_args, noise_sampler)
     s_in = x.new_ones([x.shape[0]])
     for i in range(len(sigmas) - 1):
         denoised = model(x, sigmas[i] * s_in, **extra_args)
@@ -78,9 +66,7 @@ def sample_dpm_2_ancestral(model, x, sigmas, extra_args=None, callback=None, dis
     """dpm_2's midpoint step down to sigma_down, then fresh noise (flow models: the RF variant)."""
     flow = is_flow(model_sampling_of(model))
     extra_args = {} if extra_args is None else extra_args
-    noise_sampler = _noise_source(x, extra_args, noise_sampler)
-    if flow:
-        s_noise = s_noise * noise_scale_of(model_sampling_of(model))
+    noise_sampler = independent_noise_source(x, extra_args, noise_sampler)
     s_in = x.new_ones([x.shape[0]])
     for i in range(len(sigmas) - 1):
         denoised = model(x, sigmas[i] * s_in, **extra_args)
@@ -108,7 +94,7 @@ def sample_dpmpp_2s_ancestral(model, x, sigmas, extra_args=None, callback=None, 
         return sample_dpmpp_2s_ancestral_rf(model, x, sigmas, extra_args, callback, disable, noise_sampler,
                                             eta=eta, s_noise=s_noise)
     extra_args = {} if extra_args is None else extra_args
-    noise_sampler = _noise_source(x, extra_args, noise_sampler)
+    noise_sampler = independent_noise_source(x, extra_args, noise_sampler)
     s_in = x.new_ones([x.shape[0]])
     for i in range(len(sigmas) - 1):
         denoised = model(x, sigmas[i] * s_in, **extra_args)
@@ -133,8 +119,7 @@ def sample_dpmpp_2s_ancestral_rf(model, x, sigmas, extra_args=None, callback=Non
                                  noise_sampler=None, eta=1.0, s_noise=1.0):
     """DPM-Solver++(2S) ancestral for rectified flow (midpoint in lambda = log((1 - sigma) / sigma))."""
     extra_args = {} if extra_args is None else extra_args
-    noise_sampler = _noise_source(x, extra_args, noise_sampler)
-    s_noise = s_noise * noise_scale_of(model_sampling_of(model))
+    noise_sampler = independent_noise_source(x, extra_args, noise_sampler)
     s_in = x.new_ones([x.shape[0]])
     for i in range(len(sigmas) - 1):
         denoised = model(x, sigmas[i] * s_in, **extra_args)
@@ -164,8 +149,7 @@ def sample_res_multistep(model, x, sigmas, extra_args=None, callback=None, disab
                          noise_sampler=None, s_noise=1.0, eta=0.0):
     """RES second-order multistep (Zhang et al., arXiv 2308.02157); eta > 0 makes it ancestral."""
     extra_args = {} if extra_args is None else extra_args
-    noise_sampler = _noise_source(x, extra_args, noise_sampler)
-    s_noise = s_noise * noise_scale_of(model_sampling_of(model))
+    noise_sampler = independent_noise_source(x, extra_args, noise_sampler)
     s_in = x.new_ones([x.shape[0]])
     old_sigma_down = old_denoised = None
     for i in range(len(sigmas) - 1):
@@ -215,12 +199,12 @@ def ddpm_step(x_scaled, sigma, sigma_next, eps, noise_sampler):
 def sample_ddpm(model, x, sigmas, extra_args=None, callback=None, disable=None, noise_sampler=None):
     """DDPM ancestral sampling: step in VP space (x / sqrt(1 + sigma^2)) and scale back."""
     extra_args = {} if extra_args is None else extra_args
-    noise_sampler = _noise_source(x, extra_args, noise_sampler)
+    noise_sampler = independent_noise_source(x, extra_args, noise_sampler)
     s_in = x.new_ones([x.shape[0]])
     for i in range(len(sigmas) - 1):
         denoised = model(x, sigmas[i] * s_in, **extra_args)
         report(callback, x, i, sigmas[i], sigmas[i], denoised)
-        eps = (x - denoised) / sigmas[i]
+        eps = to_d(x, sigmas[i], denoised)  # the slope (x - x0) / sigma is the noise estimate
         x = ddpm_step(x / torch.sqrt(1.0 + sigmas[i] ** 2.0), sigmas[i], sigmas[i + 1], eps, noise_sampler)
         if sigmas[i + 1] != 0:
             x = x * torch.sqrt(1.0 + sigmas[i + 1] ** 2.0)
@@ -243,7 +227,7 @@ def sample_lcm(model, x, sigmas, extra_args=None, callback=None, disable=None, n
     `noise_clip_std` > 0 clamps the noise to that many of its standard deviations.
     """
     extra_args = {} if extra_args is None else extra_args
-    noise_sampler = _noise_source(x, extra_args, noise_sampler)
+    noise_sampler = independent_noise_source(x, extra_args, noise_sampler)
     model_sampling = model_sampling_of(model)
     s_in = x.new_ones([x.shape[0]])
     n_steps = max(1, len(sigmas) - 1)

@@ -11,13 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from diffdiff.sampling.samplers_math import add_churn_noise, churn_sigma_hat, to_d
-
-
-def report(callback, x, i, sigma, sigma_hat, denoised) -> None:
-    """Send k-diffusion's per-step dict to `callback` when there is one."""
-    if callback is not None:
-        callback({"x": x, "i": i, "sigma": sigma, "sigma_hat": sigma_hat, "denoised": denoised})
+from .common import add_churn_noise, churn_sigma_hat, report, to_d
 
 
 @torch.no_grad()

@@ -10,28 +10,17 @@ from __future__ import annotations
 
 import torch
 
-from diffdiff.sampling.noise_samplers import BrownianTreeNoiseSampler, default_noise_sampler
-from diffdiff.sampling.samplers_math import (
+from .common import (
     ei_h_phi_1,
     ei_h_phi_2,
     get_ancestral_step,
     half_log_snr_to_sigma,
     model_sampling_of,
-    noise_scale_of,
     offset_first_sigma_for_snr,
-    seed_of,
+    report,
     sigma_to_half_log_snr,
 )
-from diffdiff.sampling.samplers_ode import report
-
-
-def brownian_noise_source(x, sigmas, extra_args, noise_sampler, cpu: bool = True):
-    """`noise_sampler` if given, else a Brownian tree over the run's positive sigmas, seeded from
-    extra_args["seed"]."""
-    if noise_sampler is not None:
-        return noise_sampler
-    sigma_min, sigma_max = sigmas[sigmas > 0].min(), sigmas.max()
-    return BrownianTreeNoiseSampler(x, sigma_min, sigma_max, seed=seed_of(extra_args), cpu=cpu)
+from .noise import brownian_noise_source, independent_noise_source
 
 
 @torch.no_grad()
@@ -45,7 +34,6 @@ def sample_dpmpp_sde(model, x, sigmas, extra_args=None, callback=None, disable=N
     s_in = x.new_ones([x.shape[0]])
     ms = model_sampling_of(model)
     sigmas = offset_first_sigma_for_snr(sigmas, ms)
-    s_noise = s_noise * noise_scale_of(ms)
     fac = 1 / (2 * r)
     for i in range(len(sigmas) - 1):
         denoised = model(x, sigmas[i] * s_in, **extra_args)
@@ -104,7 +92,6 @@ def sample_dpmpp_2m_sde(model, x, sigmas, extra_args=None, callback=None, disabl
     s_in = x.new_ones([x.shape[0]])
     ms = model_sampling_of(model)
     sigmas = offset_first_sigma_for_snr(sigmas, ms)
-    s_noise = s_noise * noise_scale_of(ms)
     old_denoised = None
     h = h_last = None
     for i in range(len(sigmas) - 1):
@@ -152,7 +139,6 @@ def sample_dpmpp_3m_sde(model, x, sigmas, extra_args=None, callback=None, disabl
     s_in = x.new_ones([x.shape[0]])
     ms = model_sampling_of(model)
     sigmas = offset_first_sigma_for_snr(sigmas, ms)
-    s_noise = s_noise * noise_scale_of(ms)
     denoised_1 = denoised_2 = None
     h = h_1 = h_2 = None
     for i in range(len(sigmas) - 1):
@@ -192,11 +178,9 @@ def sample_seeds_2(model, x, sigmas, extra_args=None, callback=None, disable=Non
     if solver_type not in ("phi_1", "phi_2"):
         raise ValueError(f"unknown solver_type {solver_type!r}; choose 'phi_1' or 'phi_2'")
     extra_args = {} if extra_args is None else extra_args
-    if noise_sampler is None:
-        noise_sampler = default_noise_sampler(x, seed=seed_of(extra_args))
+    noise_sampler = independent_noise_source(x, extra_args, noise_sampler)
     s_in = x.new_ones([x.shape[0]])
     ms = model_sampling_of(model)
-    s_noise = s_noise * noise_scale_of(ms)
     inject_noise = eta > 0 and s_noise > 0
     sigmas = offset_first_sigma_for_snr(sigmas, ms)
     fac = 1 / (2 * r)

@@ -1,4 +1,4 @@
-"""Multistep samplers: lms, ipndm, ipndm_v, deis, uni_pc, uni_pc_bh2, with ComfyUI's numerics.
+"""Multistep samplers lms, ipndm, ipndm_v and deis, with ComfyUI's numerics (UniPC, also multistep: unipc.py).
 
 Each reuses the denoiser outputs of earlier steps instead of spending extra model calls, so all of them
 call the model once per step. `model(x, sigma * x.new_ones(B), **extra_args)` returns x0; the ODE is the
@@ -6,15 +6,16 @@ probability-flow ODE in the VE view, dx/dsigma = (x - x0) / sigma. None of these
 models differently (neither does ComfyUI): flow sigmas are used as VE sigmas.
 
 lms follows k-diffusion (MIT, Katherine Crowson) closely; ipndm, ipndm_v and deis follow zju-pi/diff-sampler
-(Apache-2.0) as ComfyUI ships them; the UniPC family lives in `unipc.py`.
+(Apache-2.0) as ComfyUI ships them; DEIS's weights are computed in `deis.py`. Unknown options are refused
+by the registry (`common.refusing_unknown_options`); the option values are checked here.
 """
 
 from __future__ import annotations
 
 from scipy import integrate
 
+from .common import report, to_d, weighted_sum
 from .deis import deis_tab_coefficients
-from .unipc import sample_uni_pc, sample_uni_pc_bh2
 
 # Fixed-step Adams-Bashforth weights of the iPNDM update (orders 1-4): integer numerators, newest
 # derivative first, and their common denominator.
@@ -26,28 +27,10 @@ ADAMS_BASHFORTH = {
 }
 
 
-def _check_options(name: str, options: dict, allowed: tuple[str, ...] = ()) -> None:
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        valid = ", ".join(allowed) if allowed else "none"
-        names = ", ".join(unknown)
-        raise ValueError(f"sampler {name!r} got unknown option(s) {names}; valid options: {valid}")
-
-
 def _check_order(name: str, value, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise ValueError(f"{name} must be an integer from {low} to {high}, got {value!r}")
     return value
-
-
-def _report(callback, x, i, sigma, denoised) -> None:
-    if callback is not None:
-        callback({"x": x, "i": i, "sigma": sigma, "sigma_hat": sigma, "denoised": denoised})
-
-
-def _derivative(x, sigma, denoised):
-    """dx/dsigma = (x - x0) / sigma for a scalar sigma."""
-    return (x - denoised) / sigma
 
 
 def linear_multistep_coeff(order: int, t, i: int, j: int) -> float:
@@ -67,22 +50,20 @@ def linear_multistep_coeff(order: int, t, i: int, j: int) -> float:
     return integrate.quad(basis, t[i], t[i + 1], epsrel=1e-4)[0]
 
 
-def sample_lms(model, x, sigmas, extra_args=None, callback=None, disable=None, noise_sampler=None,
-               **options):
+def sample_lms(model, x, sigmas, extra_args=None, callback=None, disable=None, noise_sampler=None, order=4):
     """Linear multistep (variable-step Adams-Bashforth in sigma), order 4; a step to sigma = 0 returns
     the denoised estimate. After k-diffusion's `sample_lms` (MIT)."""
-    _check_options("lms", options, ("order",))
-    order = _check_order("lms order", options.get("order", 4), 1, 32)
+    order = _check_order("lms order", order, 1, 32)
     extra_args = {} if extra_args is None else extra_args
     s_in = x.new_ones([x.shape[0]])
     sigmas_cpu = sigmas.detach().cpu().numpy()
     derivatives = []
     for i in range(len(sigmas) - 1):
         denoised = model(x, sigmas[i] * s_in, **extra_args)
-        derivatives.append(_derivative(x, sigmas[i], denoised))
+        derivatives.append(to_d(x, sigmas[i], denoised))
         if len(derivatives) > order:
             derivatives.pop(0)
-        _report(callback, x, i, sigmas[i], denoised)
+        report(callback, x, i, sigmas[i], sigmas[i], denoised)
         if sigmas[i + 1] == 0:
             x = denoised
             continue
@@ -100,19 +81,18 @@ def _remember(history: list, derivative, max_order: int) -> None:
 
 
 def sample_ipndm(model, x, sigmas, extra_args=None, callback=None, disable=None, noise_sampler=None,
-                 **options):
+                 max_order=4):
     """iPNDM: Adams-Bashforth in sigma with the fixed-step weights, warming up from Euler (order 1)
     to max_order (default 4); a step to sigma = 0 returns the denoised estimate."""
-    _check_options("ipndm", options, ("max_order",))
-    max_order = _check_order("ipndm max_order", options.get("max_order", 4), 1, 4)
+    max_order = _check_order("ipndm max_order", max_order, 1, 4)
     extra_args = {} if extra_args is None else extra_args
     s_in = x.new_ones([x.shape[0]])
     history = []  # previous derivatives, oldest first
     for i in range(len(sigmas) - 1):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         denoised = model(x, sigma * s_in, **extra_args)
-        _report(callback, x, i, sigma, denoised)
-        d = _derivative(x, sigma, denoised)
+        report(callback, x, i, sigma, sigma, denoised)
+        d = to_d(x, sigma, denoised)
         order = min(max_order, i + 1)
         if sigma_next == 0:
             x_next = denoised
@@ -159,48 +139,38 @@ def ipndm_v_weights(order: int, steps: list) -> list:
 
 
 def sample_ipndm_v(model, x, sigmas, extra_args=None, callback=None, disable=None, noise_sampler=None,
-                   **options):
+                   max_order=4):
     """iPNDM with variable-step weights (`ipndm_v_weights`), orders warming up to max_order (default 4);
     a step to sigma = 0 returns the denoised estimate."""
-    _check_options("ipndm_v", options, ("max_order",))
-    max_order = _check_order("ipndm_v max_order", options.get("max_order", 4), 1, 4)
+    max_order = _check_order("ipndm_v max_order", max_order, 1, 4)
     extra_args = {} if extra_args is None else extra_args
     s_in = x.new_ones([x.shape[0]])
     history = []  # previous derivatives, oldest first
     for i in range(len(sigmas) - 1):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         denoised = model(x, sigma * s_in, **extra_args)
-        _report(callback, x, i, sigma, denoised)
-        d = _derivative(x, sigma, denoised)
+        report(callback, x, i, sigma, sigma, denoised)
+        d = to_d(x, sigma, denoised)
         order = min(max_order, i + 1)
         if sigma_next == 0:
             x_next = denoised
         else:
             increments = [sigmas[i + 1 - k] - sigmas[i - k] for k in range(order)]
             weights = ipndm_v_weights(order, increments)
-            slope = _weighted_sum(weights, [d, *reversed(history)])
+            slope = weighted_sum(weights, [d, *reversed(history)])
             x_next = x + (sigma_next - sigma) * slope
         _remember(history, d, max_order)
         x = x_next
     return x
 
 
-def _weighted_sum(weights, tensors):
-    total = 0
-    for w, t in zip(weights, tensors):
-        total = total + w * t
-    return total
-
-
 def sample_deis(model, x, sigmas, extra_args=None, callback=None, disable=None, noise_sampler=None,
-                **options):
+                max_order=3, deis_mode="tab"):
     """DEIS (tab mode, max_order 3 by default): the derivative interpolated in VP time, integrated in
     sigma with precomputed weights (see `deis.py`); Euler for the first step and for a step to 0."""
-    _check_options("deis", options, ("max_order", "deis_mode"))
-    max_order = _check_order("deis max_order", options.get("max_order", 3), 1, 4)
-    mode = options.get("deis_mode", "tab")
-    if mode != "tab":
-        raise ValueError(f"deis_mode must be 'tab', got {mode!r}")
+    max_order = _check_order("deis max_order", max_order, 1, 4)
+    if deis_mode != "tab":
+        raise ValueError(f"deis_mode must be 'tab', got {deis_mode!r}")
     extra_args = {} if extra_args is None else extra_args
     s_in = x.new_ones([x.shape[0]])
     weights = deis_tab_coefficients(sigmas, max_order)
@@ -208,8 +178,8 @@ def sample_deis(model, x, sigmas, extra_args=None, callback=None, disable=None, 
     for i in range(len(sigmas) - 1):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         denoised = model(x, sigma * s_in, **extra_args)
-        _report(callback, x, i, sigma, denoised)
-        d = _derivative(x, sigma, denoised)
+        report(callback, x, i, sigma, sigma, denoised)
+        d = to_d(x, sigma, denoised)
         order = 1 if sigma_next <= 0 else min(max_order, i + 1)
         if order == 1:
             x_next = x + (sigma_next - sigma) * d
@@ -221,12 +191,3 @@ def sample_deis(model, x, sigmas, extra_args=None, callback=None, disable=None, 
         x = x_next
     return x
 
-
-MULTISTEP_SAMPLERS = {
-    "lms": sample_lms,
-    "ipndm": sample_ipndm,
-    "ipndm_v": sample_ipndm_v,
-    "deis": sample_deis,
-    "uni_pc": sample_uni_pc,
-    "uni_pc_bh2": sample_uni_pc_bh2,
-}

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import torch
 
+from .common import report, weighted_sum
+
 FINAL_SIGMA = 0.001  # what ComfyUI puts in place of a final sigma of 0
 MAX_ORDER = 3
 
@@ -79,13 +81,6 @@ def _rho_system(h_neg: torch.Tensor, ratios: torch.Tensor, order: int, variant: 
     return torch.stack(rows), torch.stack(rhs), b_h, h_phi_1
 
 
-def _weighted_sum(weights, tensors):
-    total = 0
-    for w, t in zip(weights, tensors):
-        total = total + w * t
-    return total
-
-
 def unipc_update(predict, x, sigmas_prev, x0s_prev, sigma, order, variant, use_corrector):
     """One UniPC step of the VP state x from sigmas_prev[-1] to sigma.
 
@@ -114,7 +109,7 @@ def unipc_update(predict, x, sigmas_prev, x0s_prev, sigma, order, variant, use_c
 
     if slopes:
         rhos_p = torch.full_like(b[:1], 0.5) if order == 2 else torch.linalg.solve(R[:-1, :-1], b[:-1])
-        x_next = x_base - (alpha * b_h) * _weighted_sum(rhos_p, slopes)
+        x_next = x_base - (alpha * b_h) * weighted_sum(rhos_p, slopes)
     else:
         x_next = x_base
     if not use_corrector:
@@ -122,14 +117,14 @@ def unipc_update(predict, x, sigmas_prev, x0s_prev, sigma, order, variant, use_c
 
     rhos_c = torch.full_like(b[:1], 0.5) if order == 1 else torch.linalg.solve(R, b)
     x0_next = predict(x_next, sigma)
-    correction = _weighted_sum(rhos_c[:-1], slopes) + rhos_c[-1] * (x0_next - x0_prev)
+    correction = weighted_sum(rhos_c[:-1], slopes) + rhos_c[-1] * (x0_next - x0_prev)
     return x_base - (alpha * b_h) * correction, x0_next
 
 
-def _report(callback, x_vp, i, sigma, denoised) -> None:
+def _report_ve(callback, x_vp, i, sigma, denoised) -> None:
+    """`common.report` with x back on the VE scale the other samplers report."""
     if callback is not None:
-        x = x_vp / vp_alpha(sigma)  # back to the VE scale the other samplers report
-        callback({"x": x, "i": i, "sigma": sigma, "sigma_hat": sigma, "denoised": denoised})
+        report(callback, x_vp / vp_alpha(sigma), i, sigma, sigma, denoised)
 
 
 def sample_unipc(model, x, sigmas, extra_args=None, callback=None, variant="bh1"):
@@ -149,30 +144,23 @@ def sample_unipc(model, x, sigmas, extra_args=None, callback=None, variant="bh1"
     order = max(1, min(MAX_ORDER, steps - 1))
     x = x / torch.sqrt(1.0 + points[0] ** 2.0)
     sigmas_prev, x0s_prev = [points[0]], [predict(x, points[0])]
-    _report(callback, x, 0, points[0], x0s_prev[-1])
+    _report_ve(callback, x, 0, points[0], x0s_prev[-1])
     for k in range(1, steps):
         step_order = k if k < order else min(order, steps + 1 - k)
         x, x0 = unipc_update(predict, x, sigmas_prev, x0s_prev, points[k], step_order, variant, True)
         sigmas_prev = [*sigmas_prev, points[k]][-order:]
         x0s_prev = [*x0s_prev, x0][-order:]
-        _report(callback, x, k, points[k], x0)
+        _report_ve(callback, x, k, points[k], x0)
     x, _ = unipc_update(predict, x, sigmas_prev, x0s_prev, points[steps], 1, variant, False)
     return x / vp_alpha(points[-1])
 
 
-def sample_uni_pc(model, x, sigmas, extra_args=None, callback=None, disable=None, noise_sampler=None,
-                  **options):
+def sample_uni_pc(model, x, sigmas, extra_args=None, callback=None, disable=None, noise_sampler=None):
     """ComfyUI's "uni_pc": UniPC with B(h) = h (bh1)."""
-    if options:
-        unknown = ", ".join(sorted(options))
-        raise ValueError(f"sampler 'uni_pc' got unknown option(s) {unknown}; valid options: none")
     return sample_unipc(model, x, sigmas, extra_args, callback, variant="bh1")
 
 
-def sample_uni_pc_bh2(model, x, sigmas, extra_args=None, callback=None, disable=None, noise_sampler=None,
-                      **options):
+def sample_uni_pc_bh2(model, x, sigmas, extra_args=None, callback=None, disable=None,
+                      noise_sampler=None):
     """ComfyUI's "uni_pc_bh2": UniPC with B(h) = e^h - 1 (bh2)."""
-    if options:
-        unknown = ", ".join(sorted(options))
-        raise ValueError(f"sampler 'uni_pc_bh2' got unknown option(s) {unknown}; valid options: none")
     return sample_unipc(model, x, sigmas, extra_args, callback, variant="bh2")
