@@ -1,4 +1,4 @@
-"""Change-aware compositing (DESIGN §6): lay the original pixels back wherever the edit changed little.
+"""Change-aware compositing (docs/design.md §8): lay the original pixels back where the edit changed little.
 
 A VAE round trip blurs detail even where nothing was meant to change. After decoding we compute, per pixel,
 the opacity of the generated image over the original:

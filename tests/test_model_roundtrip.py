@@ -129,7 +129,7 @@ def test_sd2_and_sd2_v_files_differ_only_in_parametrisation(loaded):
 
 
 def test_prediction_override_on_an_sd2_single_file(files, loaded):
-    """prediction="v" turns the sd2 file's network output into x0 by the V formula (DESIGN §2)."""
+    """prediction="v" turns the sd2 file's network output into x0 by the V formula (docs/design.md §2)."""
     _, single = files["sd2"]
     as_v = load_model(single, prediction="v", device="cpu")
     assert as_v.family == "sd2-v" and as_v.model_sampling.prediction == "v"

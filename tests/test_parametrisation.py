@@ -1,4 +1,4 @@
-"""Model parametrisations against the published formulas (DESIGN §2), computed independently in float64."""
+"""Model parametrisations against the published formulas (docs/design.md §2), computed in float64."""
 
 import math
 
