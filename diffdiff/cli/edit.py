@@ -16,6 +16,7 @@ from diffdiff.cli.options import (
     request_keywords,
     write_results,
 )
+from diffdiff.sampling import GATE_MODES
 
 TILE_HELP = "network tile size in pixels (multiple of 8), auto (tile well above the model's size) or off"
 
@@ -31,7 +32,8 @@ def register(subparsers) -> None:
     edit.add_argument("--map", required=True, metavar="MAP",
                       help="strength map image (white = change fully, black = keep exactly) or a number 0..1")
     gate = edit.add_argument_group("map")
-    gate.add_argument("--gate", default="exact", help="how the map gates the sampler: exact | comfy | mask")
+    gate.add_argument("--gate", default="exact",
+                      help=f"how the map gates the sampler: {' | '.join(GATE_MODES)}")
     gate.add_argument("--gate-strength", type=float, default=1.0, help="soft gate strength in (0, 1]")
     gate.add_argument("--invert-map", action="store_true", help="use 1 - map (white = keep)")
     gate.add_argument("--no-composite", dest="composite", action="store_false",

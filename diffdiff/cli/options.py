@@ -9,10 +9,18 @@ import json
 from pathlib import Path
 
 from diffdiff.models.families import FAMILIES, PREDICTIONS
+from diffdiff.tiles import BLENDS
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """--help shows each option's default (where it has one)."""
+class HelpFormatter(argparse.HelpFormatter):
+    """--help shows each option's default where it has a meaningful one (not for flags, None or "")."""
+
+    def _get_help_string(self, action):
+        default = action.default
+        shown = default not in (None, "", argparse.SUPPRESS) and not isinstance(default, bool)
+        if shown and "%(default)" not in (action.help or "") and action.option_strings:
+            return f"{action.help} (default: %(default)s)"
+        return action.help
 
 
 def add_sampling_options(parser: argparse.ArgumentParser, *, denoise: bool = False, batch: bool = True):
@@ -32,7 +40,7 @@ def add_tiling_options(parser: argparse.ArgumentParser, *, tile_help: str):
     group = parser.add_argument_group("tiles")
     group.add_argument("--tile", default="auto", help=tile_help)
     group.add_argument("--overlap", type=int, help="network tile overlap in pixels (default a quarter tile)")
-    group.add_argument("--blend", default="mixture", help="tile blend: mixture | multidiffusion | spot")
+    group.add_argument("--blend", default="mixture", help=f"tile blend: {' | '.join(BLENDS)}")
     group.add_argument("--tile-batch", type=int, default=4, help="tiles evaluated per network call")
     group.add_argument("--vae-tile", default="auto",
                        help="VAE tile size in pixels (multiple of 8), auto (tile above about a megapixel) "

@@ -8,12 +8,12 @@ from pathlib import Path
 
 from ..errors import DiffdiffError
 from ..imageio import MAX_PIXELS, check_aspect
+from ..maps.upscale_strength import STRENGTH_SOURCES
 from . import checks
 from .inputs import Picture, StrengthMap, read_picture
 from .parts import Gate, Output, Part, Sampling, Tiling, keywords_of
 from .requests import prompt_record, split_keywords
 
-STRENGTH_SOURCES = ("detail", "quadtree", "map", "uniform")
 DEFAULT_STRENGTH = 0.35
 UPSCALER_SUFFIXES = (".pth", ".safetensors")
 
