@@ -196,3 +196,27 @@ def test_samplers_verb_imports_neither_opencv_nor_the_maps():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           cwd=Path(__file__).resolve().parents[1])
     assert done.returncode == 0 and done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_progress_costs_predict_the_tile_evaluations_and_fill_the_bar(tiny_sd1):
+    import io
+
+    from diffdiff.pipeline.step_cost import IDLE_STEP_COST
+    from diffdiff.progress import StepProgress
+
+    image = Image.new("RGB", (192, 64), (120, 160, 200))
+    strength = np.zeros((64, 192), np.float32)
+    strength[:, 120:] = np.linspace(0.2, 0.9, 72)  # the right end only, rising: steps and tiles idle at first
+    seen = []
+    with StepProgress(6, stream=io.StringIO()) as progress:
+        def callback(info):
+            seen.append(info)
+            progress(info)
+
+        result = pipeline.edit(image, strength, "sky", model=tiny_sd1, steps=6, tile=64, overlap=16,
+                               callback=callback)
+        filled = progress._bar.n
+    costs = [info["step_cost"] for info in seen]
+    assert costs[0] == IDLE_STEP_COST and max(costs) > 1  # euler: one call per step
+    assert sum(cost for cost in costs if cost >= 1) == result.stats["tile_evaluations"]
+    assert filled == pytest.approx(6)
