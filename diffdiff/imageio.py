@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, PngImagePlugin, UnidentifiedImageError
 
-from diffdiff.atomic import atomic_write, check_writable
+from diffdiff.atomic import CLI_OVERWRITE_HINT, atomic_write, check_writable
 from diffdiff.errors import DiffdiffError
 
 # Our own ceiling, checked from the header before decoding (about a 16k × 16k picture).
@@ -266,12 +266,16 @@ def output_paths(path: str | os.PathLike, count: int) -> list[Path]:
     return [path] + [path.with_name(f"{path.stem}-{k}{path.suffix}") for k in range(1, count)]
 
 
-def check_outputs(path: str | os.PathLike, count: int, overwrite: bool = False) -> list[Path]:
-    """Fail before any work if an output is not a .png, exists (without overwrite) or cannot be written."""
+def check_outputs(path: str | os.PathLike, count: int, overwrite: bool = False, *,
+                  hint: str = CLI_OVERWRITE_HINT) -> list[Path]:
+    """Fail before any work if an output is not a .png, exists (without overwrite) or cannot be written.
+
+    The CLI's pre-flight check, so an existing output is reported with the --overwrite flag by default.
+    """
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise DiffdiffError(f"output {path} must end in .png (the metadata lives in PNG text chunks)")
     paths = output_paths(path, count)
     for each in paths:
-        check_writable(each, overwrite)
+        check_writable(each, overwrite, hint=hint)
     return paths
