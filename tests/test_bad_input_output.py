@@ -35,3 +35,13 @@ def test_the_cli_keeps_its_own_wording(tmp_path, capsys):
     assert main(["map", "invert", str(source), "-o", str(target)]) == 2
     assert capsys.readouterr().err == f"error: {target} exists; pass --overwrite to replace it\n"
 
+
+def test_make_tiny_model_hint_follows_the_caller(tmp_path, capsys):
+    from diffdiff.models.tiny import make_tiny_model
+
+    target = tmp_path / "tiny.safetensors"
+    target.write_bytes(b"x")
+    with pytest.raises(DiffdiffError, match=r"exists; pass overwrite=True \(--overwrite on the command"):
+        make_tiny_model(target, "sd1", single_file=True)
+    assert main(["make-tiny-model", str(target), "--single-file"]) == 2
+    assert capsys.readouterr().err == f"error: {target} exists; pass --overwrite to replace it\n"
