@@ -1,31 +1,56 @@
 """Images in and out of the pipeline: load pictures as 8-bit RGB with clear errors; save PNGs with metadata.
 
-`load_image` turns every way a file can be bad (missing, not an image, truncated, absurdly large) into one
-`DiffdiffError` line, applies the EXIF orientation, and converts CMYK / palette / 16-bit / alpha images to
-plain RGB (alpha is flattened onto white). `save_png` writes atomically with an A1111-style `parameters`
-text chunk and our full settings as JSON in a `diffdiff` chunk.
+`load_image` turns every way a file can be bad (missing, unreadable, not an image, truncated, animated,
+absurdly large) into one `DiffdiffError` line, applies the EXIF orientation, and converts CMYK / palette /
+16-bit / alpha images to plain RGB (alpha is flattened onto white). `save_png` writes atomically with an
+A1111-style `parameters` text chunk and our full settings as JSON in a `diffdiff` chunk.
 """
 
 from __future__ import annotations
 
 import os
+import struct
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, PngImagePlugin, UnidentifiedImageError
 
-from diffdiff.atomic import atomic_write, check_writable
+from diffdiff.atomic import CLI_OVERWRITE_HINT, atomic_write, check_writable
 from diffdiff.errors import DiffdiffError
 
 # Our own ceiling, checked from the header before decoding (about a 16k × 16k picture).
 MAX_PIXELS = 16384 * 16384
 # Relative difference in width/height ratio tolerated between an image and its strength map.
 ASPECT_TOLERANCE = 0.02
+# Multi-frame formats whose frame 0 is the picture (MPO: a camera's extra view or preview; PSD: layers).
+ONE_PICTURE_FORMATS = frozenset({"MPO", "PSD"})
+PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # colour type → samples per pixel
+ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
+def check_image_size(width: int, height: int, *, max_pixels: int = MAX_PIXELS,
+                     what: str = "image") -> tuple[int, int]:
+    """Refuse an empty or over-limit `width`×`height` (e.g. a planned output) before any pixel or model
+    work: the cheap check of MAX_PIXELS, the one size limit."""
+    if width < 1 or height < 1:
+        raise DiffdiffError(f"{what} {width}x{height} is empty; it must be at least 1x1")
+    if width * height > max_pixels:
+        raise DiffdiffError(f"{what} {width}x{height} exceeds the {max_pixels:,}-pixel limit")
+    return width, height
+
+
+def _unreadable(path: Path, error: OSError) -> DiffdiffError:
+    """An OS-level read failure (permission, I/O) as one line that says what is true."""
+    if isinstance(error, PermissionError):
+        return DiffdiffError(f"cannot read {path}: permission denied")
+    reason = (error.strerror or str(error) or type(error).__name__).lower()
+    return DiffdiffError(f"cannot read {path}: {reason}")
 
 
 def _open_checked(path: Path, max_pixels: int) -> Image.Image:
-    """Open `path` lazily, refusing huge declared sizes before any pixel is decoded."""
+    """Open `path` lazily, refusing huge declared sizes, animations and short PNG data before decoding."""
     if not path.is_file():
         raise DiffdiffError(f"cannot read {path}: " + ("it is a folder" if path.is_dir() else "no such file"))
     previous_limit = Image.MAX_IMAGE_PIXELS
@@ -41,28 +66,107 @@ def _open_checked(path: Path, max_pixels: int) -> Image.Image:
         ) from None
     except UnidentifiedImageError:
         raise DiffdiffError(f"cannot read {path}: not an image file (or an unsupported format)") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+    except OSError as exc:
+        if exc.errno is not None:  # PermissionError, EIO, ...: the file is fine, reading it is not
+            raise _unreadable(path, exc) from None
+        raise DiffdiffError(f"cannot read {path}: the file is damaged ({exc})") from None
+    except (SyntaxError, ValueError, EOFError) as exc:
         raise DiffdiffError(f"cannot read {path}: the file is damaged ({exc})") from None
     finally:
         Image.MAX_IMAGE_PIXELS = previous_limit
+    try:
+        _check_opened(image, path, max_pixels)
+    except BaseException:
+        image.close()
+        raise
+    return image
+
+
+def _check_opened(image: Image.Image, path: Path, max_pixels: int) -> None:
     width, height = image.size
     if width * height > max_pixels:
-        image.close()
         raise DiffdiffError(
             f"cannot read {path}: {width}x{height} is larger than the {max_pixels:,}-pixel limit"
         )
     if width < 1 or height < 1:
         raise DiffdiffError(f"cannot read {path}: the image is empty ({width}x{height})")
-    return image
+    try:
+        frames = int(getattr(image, "n_frames", 1) or 1)
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error):
+        raise DiffdiffError(f"cannot read {path}: the file is damaged or truncated") from None
+    if frames > 1 and image.format not in ONE_PICTURE_FORMATS:
+        raise DiffdiffError(
+            f"{path} has {frames} frames; diffdiff edits single images - extract one frame first"
+        )
+    if image.format == "PNG":
+        _check_png_data(path)
+
+
+def _png_raw_size(header: bytes) -> int:
+    """Bytes of filtered scanlines a PNG with this IHDR decompresses to (Adam7 passes when interlaced)."""
+    width, height, depth, colour_type, _, _, interlace = struct.unpack(">IIBBBBB", header[:13])
+    bits = depth * PNG_CHANNELS.get(colour_type, 4)
+
+    def rows(w: int, h: int) -> int:
+        return h * (1 + (w * bits + 7) // 8) if w > 0 and h > 0 else 0
+
+    if interlace != 1:
+        return rows(width, height)
+    return sum(rows((width - x0 + dx - 1) // dx, (height - y0 + dy - 1) // dy) for x0, y0, dx, dy in ADAM7)
+
+
+def _check_png_data(path: Path) -> None:
+    """Refuse a PNG whose image data inflates to fewer bytes than its header needs.
+
+    PIL's PNG decoder stops quietly when the zlib stream ends, leaving the missing rows black; a tiny file
+    declaring 16000x16000 would then decode to 768 MB of black. Inflating here costs one pass over the data
+    in 1 MiB pieces and ends as soon as the stream does, so a short stream is caught before any allocation.
+    """
+    truncated = DiffdiffError(f"cannot read {path}: the file is damaged or truncated")
+    inflater = zlib.decompressobj()
+    needed, produced = None, 0
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(8)  # the signature, checked by PIL
+            while True:
+                head = handle.read(8)
+                if len(head) < 8:
+                    break
+                length, kind = struct.unpack(">I4s", head)
+                if kind == b"IHDR":
+                    needed = _png_raw_size(handle.read(length))
+                    handle.seek(4, os.SEEK_CUR)
+                elif kind == b"IDAT" and needed is not None:
+                    data = handle.read(length)
+                    handle.seek(4, os.SEEK_CUR)
+                    while data and produced < needed and not inflater.eof:
+                        produced += len(inflater.decompress(data, 1 << 20))
+                        data = inflater.unconsumed_tail
+                elif kind == b"IEND":
+                    break
+                else:
+                    handle.seek(length + 4, os.SEEK_CUR)
+                if needed is not None and (produced >= needed or inflater.eof):
+                    break
+    except OSError as exc:
+        raise _unreadable(path, exc) from None
+    except (zlib.error, struct.error):
+        raise truncated from None
+    if needed is None or produced < needed:
+        raise truncated
 
 
 def _decode(image: Image.Image, path: Path) -> Image.Image:
     previous = ImageFile.LOAD_TRUNCATED_IMAGES
-    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    ImageFile.LOAD_TRUNCATED_IMAGES = False  # another library may have switched PIL to padding short files
     try:
         image.load()
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise DiffdiffError(f"cannot read {path}: the file is damaged or truncated ({exc})") from None
+    except OSError as exc:
+        if exc.errno is not None:
+            raise _unreadable(path, exc) from None
+        raise DiffdiffError(f"cannot read {path}: the file is damaged or truncated") from None
+    except (SyntaxError, ValueError, EOFError, struct.error, zlib.error):
+        raise DiffdiffError(f"cannot read {path}: the file is damaged or truncated") from None
     finally:
         ImageFile.LOAD_TRUNCATED_IMAGES = previous
     return image
@@ -71,7 +175,7 @@ def _decode(image: Image.Image, path: Path) -> Image.Image:
 def open_decoded(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Open and fully decode an image file in its own mode (no conversion, no EXIF rotation).
 
-    Missing, non-image, truncated and over-limit files raise one-line DiffdiffErrors.
+    Missing, unreadable, non-image, truncated, animated and over-limit files raise one-line DiffdiffErrors.
     """
     where = Path(path).expanduser()
     return _decode(_open_checked(where, max_pixels), where)
@@ -101,8 +205,7 @@ def load_image(path: str | os.PathLike | Image.Image, *, max_pixels: int = MAX_P
     """Read an image file (or take a PIL image) as 8-bit RGB, EXIF orientation applied."""
     if isinstance(path, Image.Image):
         image = path
-        if image.width * image.height > max_pixels:
-            raise DiffdiffError(f"image {image.width}x{image.height} exceeds the {max_pixels:,}-pixel limit")
+        check_image_size(image.width, image.height, max_pixels=max_pixels)
     else:
         image = open_decoded(path, max_pixels=max_pixels)
     try:
@@ -163,12 +266,16 @@ def output_paths(path: str | os.PathLike, count: int) -> list[Path]:
     return [path] + [path.with_name(f"{path.stem}-{k}{path.suffix}") for k in range(1, count)]
 
 
-def check_outputs(path: str | os.PathLike, count: int, overwrite: bool = False) -> list[Path]:
-    """Fail before any work if an output is not a .png, exists (without overwrite) or cannot be written."""
+def check_outputs(path: str | os.PathLike, count: int, overwrite: bool = False, *,
+                  hint: str = CLI_OVERWRITE_HINT) -> list[Path]:
+    """Fail before any work if an output is not a .png, exists (without overwrite) or cannot be written.
+
+    The CLI's pre-flight check, so an existing output is reported with the --overwrite flag by default.
+    """
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise DiffdiffError(f"output {path} must end in .png (the metadata lives in PNG text chunks)")
     paths = output_paths(path, count)
     for each in paths:
-        check_writable(each, overwrite)
+        check_writable(each, overwrite, hint=hint)
     return paths

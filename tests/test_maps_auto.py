@@ -77,10 +77,10 @@ def test_depth_map_from_tiny_model(tiny_depth_model):
 
 
 def test_depth_model_folder_missing_is_clear(tmp_path, monkeypatch):
-    with pytest.raises(DiffdiffError, match="not a model folder"):
+    with pytest.raises(DiffdiffError, match="folder .*nowhere does not exist"):
         load_depth_estimator(tmp_path / "nowhere")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
-    with pytest.raises(DiffdiffError, match="not in the local Hugging Face cache.*huggingface-cli download"):
+    with pytest.raises(DiffdiffError, match="nor in the local Hugging Face cache.*huggingface-cli download"):
         load_depth_estimator("someone/depth-model")
 
 

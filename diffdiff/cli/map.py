@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 from diffdiff import maps
-from diffdiff.atomic import check_writable
+from diffdiff.atomic import CLI_OVERWRITE_HINT, check_writable
 from diffdiff.errors import DiffdiffError
 from diffdiff.imageio import MAX_PIXELS
 from diffdiff.maps.io import SIXTEEN_BIT_SUFFIXES
@@ -247,7 +247,7 @@ def _add_output(p, bits: bool = True) -> None:
 
 def run_operation(args) -> int:
     """Make the map for `args.operation`, write it, and say where."""
-    check_writable(args.output, args.overwrite)
+    check_writable(args.output, args.overwrite, hint=CLI_OVERWRITE_HINT)
     if args.bits == 16 and Path(args.output).suffix.lower() not in SIXTEEN_BIT_SUFFIXES:
         raise DiffdiffError(f"--bits 16 needs a .png or .tif output; got {Path(args.output).name}")
     strength_map = OPERATIONS[args.operation][2](args)
@@ -259,7 +259,7 @@ def run_operation(args) -> int:
 
 def run_preview(args) -> int:
     """Paint MAP over IMAGE with a colour ramp and legend; write the picture."""
-    check_writable(args.output, args.overwrite)
+    check_writable(args.output, args.overwrite, hint=CLI_OVERWRITE_HINT)
     image = maps.open_image(args.image)
     strength_map = maps.load_map(args.map, args.source, alpha_is_mask=args.comfy_mask)
     picture = maps.preview_image(image, strength_map, opacity=args.opacity)

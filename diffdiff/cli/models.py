@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-FAMILY_CHOICES = ("sd1", "sd2", "sd2-v", "sdxl")
+from ..models.families import FAMILIES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,17 +18,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("directory", metavar="DIR", help="output folder (or .safetensors with --single-file)")
-    parser.add_argument("--family", choices=FAMILY_CHOICES, default="sd1", help="model family (default sd1)")
+    parser.add_argument("--family", choices=FAMILIES, default="sd1", help="model family (default sd1)")
     parser.add_argument("--single-file", action="store_true", help="write one .safetensors checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     parser.set_defaults(func=handler)
 
 
 def handler(args: argparse.Namespace) -> int:
+    from ..atomic import CLI_OVERWRITE_HINT, sigterm_as_interrupt
     from ..models.tiny import make_tiny_model
 
-    path = make_tiny_model(
-        args.directory, args.family, single_file=args.single_file, overwrite=args.overwrite
-    )
+    with sigterm_as_interrupt():  # a killed run removes its staging folder / temporary file first
+        path = make_tiny_model(
+            args.directory, args.family, single_file=args.single_file, overwrite=args.overwrite,
+            hint=CLI_OVERWRITE_HINT,
+        )
     print(path)
     return 0

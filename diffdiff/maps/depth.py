@@ -16,9 +16,11 @@ import torch.nn.functional as F
 from PIL import Image
 
 from diffdiff.errors import DiffdiffError
+from diffdiff.models.hub import is_local_path
 
 from .io import open_image
 
+EXAMPLE_ID = "depth-anything/Depth-Anything-V2-Small-hf"
 
 @dataclass
 class DepthEstimator:
@@ -38,21 +40,36 @@ def load_depth_estimator(source: str | os.PathLike, device: str = "cpu") -> Dept
     """Load a depth model + processor from a folder or a hub id already in the local cache (no download)."""
     from transformers import AutoImageProcessor, AutoModelForDepthEstimation
 
+    source = str(source)
     path = Path(source).expanduser()
-    looks_like_path = str(source).startswith((".", "/", "~")) or "/" not in str(source)
-    if not path.is_dir() and (path.exists() or looks_like_path):
-        raise DiffdiffError(f"depth model {source!s} is not a model folder (nor a hub id like "
-                            "depth-anything/Depth-Anything-V2-Small-hf)")
+    hub_id = not path.exists() and not is_local_path(source)
+    if not hub_id:
+        _check_folder(path, source)
     try:
-        model = AutoModelForDepthEstimation.from_pretrained(str(source), local_files_only=True)
-        processor = AutoImageProcessor.from_pretrained(str(source), local_files_only=True)
+        model = AutoModelForDepthEstimation.from_pretrained(source, local_files_only=True)
+        processor = AutoImageProcessor.from_pretrained(source, local_files_only=True)
+    except PermissionError as exc:
+        raise DiffdiffError(f"cannot read {exc.filename or source}: permission denied") from None
     except (OSError, ValueError, KeyError) as exc:
-        if not path.is_dir():  # a hub id, offline only: the library's "couldn't connect" means "not cached"
-            raise DiffdiffError(f"depth model {source!s} is not in the local Hugging Face cache; fetch it "
-                                f"first with `huggingface-cli download {source!s}`") from None
+        if hub_id:  # offline only: the library's "couldn't connect" means "not cached"
+            raise DiffdiffError(
+                f"depth model {source} is neither a local folder nor in the local Hugging Face cache;"
+                f" fetch it first with `huggingface-cli download {source}`"
+            ) from None
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DiffdiffError(f"cannot load a depth model from {source!s}: {first}") from None
+        raise DiffdiffError(f"cannot load a depth model from {source}: {first}") from None
     return DepthEstimator(model.to(device).eval(), processor)
+
+
+def _check_folder(path: Path, source: str) -> None:
+    """A local depth-model source must be a readable folder; say which of those it is not."""
+    if not path.exists():
+        hint = "" if "/" in source else " (a cached hub model is named owner/name, e.g. " + EXAMPLE_ID + ")"
+        raise DiffdiffError(f"depth model folder {source} does not exist{hint}")
+    if not path.is_dir():
+        raise DiffdiffError(f"depth model {source} is a file, not a model folder (config.json + weights)")
+    if not os.access(path, os.R_OK | os.X_OK):
+        raise DiffdiffError(f"cannot read {source}: permission denied")
 
 
 def predict_depth(image: Image.Image, estimator: DepthEstimator) -> np.ndarray:

@@ -16,6 +16,7 @@ from PIL import Image
 from diffdiff.errors import DiffdiffError
 
 from .io import LUMA_WEIGHTS, image_to_channels, open_image
+from .ops import check_reach
 from .sources import check_strength
 
 DETAIL_MEASURES = ("variance", "gradient")
@@ -52,6 +53,7 @@ def detail_energy(grey: np.ndarray, scale: float, measure: str = "variance") -> 
     if not math.isfinite(scale) or scale <= 0:
         raise DiffdiffError(f"detail scale must be a positive number of pixels; got {scale}")
     grey = np.asarray(grey, dtype=np.float64)
+    check_reach(scale, grey.shape, "detail scale", "image")
     if measure == "variance":
         mean = _smooth(grey, scale)
         variance = _smooth(grey * grey, scale) - mean * mean

@@ -18,7 +18,6 @@ from diffdiff.errors import DiffdiffError
 from diffdiff.imageio import open_decoded
 
 SOURCES = ("luminance", "red", "green", "blue", "alpha")
-BITS = (8, 16)
 SIXTEEN_BIT_SUFFIXES = (".png", ".tif", ".tiff")
 EXIF_ORIENTATION = 0x0112
 ORIENTED_KEY = "diffdiff.oriented"  # set in .info when EXIF rotation was applied

@@ -26,6 +26,17 @@ def _finite(value: float, name: str) -> float:
     return value
 
 
+def check_reach(value: float, shape: tuple[int, ...], name: str, what: str = "map") -> float:
+    """Refuse a radius / sigma / scale larger than the diagonal of a (H, W) `shape`: nothing lies that far,
+    and OpenCV's kernel for it would need terabytes (an allocation error) or hours."""
+    diagonal = math.ceil(math.hypot(shape[0], shape[1]))
+    if value > diagonal:
+        shown = int(value) if float(value).is_integer() else value
+        raise DiffdiffError(f"{name} of {shown} pixels is more than the {what}'s diagonal"
+                            f" ({diagonal} pixels); use at most {diagonal}")
+    return value
+
+
 def _done(values: np.ndarray) -> np.ndarray:
     return np.clip(values, 0.0, 1.0).astype(np.float32)
 
@@ -94,6 +105,7 @@ def blur(strength_map, sigma: float) -> np.ndarray:
     sigma = _finite(sigma, "sigma")
     if sigma < 0:
         raise DiffdiffError(f"blur sigma must be >= 0 pixels; got {sigma}")
+    check_reach(sigma, m.shape, "blur sigma")
     if sigma == 0:
         return m.copy()
     return _done(_gaussian(m, sigma))
@@ -112,7 +124,7 @@ def _pixels(value, name: str) -> int:
 def grow(strength_map, pixels: int) -> np.ndarray:
     """Grey-level dilation with a disk of radius `pixels`: bright areas spread outwards by that much."""
     m = as_map(strength_map)
-    pixels = _pixels(pixels, "grow")
+    pixels = int(check_reach(_pixels(pixels, "grow"), m.shape, "grow"))
     if pixels == 0:
         return m.copy()
     return _done(cv2.dilate(m, _disk(pixels), borderType=cv2.BORDER_REPLICATE))
@@ -121,7 +133,7 @@ def grow(strength_map, pixels: int) -> np.ndarray:
 def shrink(strength_map, pixels: int) -> np.ndarray:
     """Grey-level erosion with a disk of radius `pixels`: bright areas pull inwards by that much."""
     m = as_map(strength_map)
-    pixels = _pixels(pixels, "shrink")
+    pixels = int(check_reach(_pixels(pixels, "shrink"), m.shape, "shrink"))
     if pixels == 0:
         return m.copy()
     return _done(cv2.erode(m, _disk(pixels), borderType=cv2.BORDER_REPLICATE))
@@ -134,7 +146,7 @@ def feather(strength_map, radius: int, sigma: float | None = None) -> np.ndarray
     to about 2·radius, half strength at `radius`). This is the default way to soften a hand-painted mask.
     """
     m = as_map(strength_map)
-    radius = _pixels(radius, "feather radius")
+    radius = int(check_reach(_pixels(radius, "feather radius"), m.shape, "feather radius"))
     if radius == 0:
         return m.copy()
     sigma = radius / 3.0 if sigma is None else _finite(sigma, "sigma")

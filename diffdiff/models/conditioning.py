@@ -9,15 +9,20 @@
   crop top 0, crop left 0, target height, width). The negative prompt is encoded like the positive one
   (also when empty, as A1111 and ComfyUI do; diffusers' `force_zeros_for_empty_prompt` is not used).
 
-Prompts longer than the encoder's 77 tokens are truncated with a warning (no A1111-style chunking).
+Prompts longer than the encoder's 77 tokens are truncated (no A1111-style chunking) with one logged warning
+line of our own (logging, logger "diffdiff.models.conditioning"), once per prompt even for SDXL's two
+tokenizers; without a logging setup Python prints just the message to stderr.
 """
 
 from __future__ import annotations
 
-import warnings
+import logging
 from dataclasses import dataclass
 
 import torch
+
+logger = logging.getLogger(__name__)
+CUT_SHOWN = 60  # characters of the dropped text quoted in the truncation warning
 
 
 @dataclass
@@ -42,15 +47,24 @@ class Conditioning:
         return kwargs
 
 
-def tokenize(tokenizer, text: str) -> torch.Tensor:
-    """Token ids (1, max_length) padded to the tokenizer's length; warns when the prompt is truncated."""
+def tokenize(tokenizer, text: str, what: str | None = "prompt") -> torch.Tensor:
+    """Token ids (1, max_length) padded to the tokenizer's length.
+
+    A text longer than the encoder's window is truncated; unless `what` is None one line is logged (logger
+    "diffdiff.models.conditioning", level WARNING) saying how much of the `what` ("prompt", "negative
+    prompt") was dropped. transformers' own "Token indices sequence length" warning is not shown.
+    """
     max_length = tokenizer.model_max_length
-    full = tokenizer(text, padding="longest", truncation=False, return_tensors="pt").input_ids
-    if full.shape[-1] > max_length:
-        kept = tokenizer.batch_decode(full[:, 1 : max_length - 1])[0]
-        warnings.warn(
-            f"prompt longer than {max_length} tokens was truncated to: {kept!r}", UserWarning, stacklevel=3
-        )
+    if what is not None:
+        full = tokenizer(text, truncation=False, verbose=False).input_ids  # with start and end tokens
+        if len(full) > max_length:
+            dropped = full[max_length - 1 : -1]  # the content tokens past the window, before the end token
+            cut = " ".join(tokenizer.decode(dropped).split())
+            cut = cut if len(cut) <= CUT_SHOWN else cut[: CUT_SHOWN - 3].rstrip() + "..."
+            logger.warning(
+                "warning: the %s was truncated to %d tokens (the text encoder's limit; it had %d), "
+                "dropping %d: %r", what, max_length, len(full), len(dropped), cut,
+            )
     ids = tokenizer(text, padding="max_length", max_length=max_length, truncation=True, return_tensors="pt")
     return ids.input_ids
 
@@ -62,9 +76,10 @@ def _device_of(module) -> torch.device:
 
 
 @torch.no_grad()
-def encode_clip(tokenizer, text_encoder, text: str, layer: str = "last") -> torch.Tensor:
+def encode_clip(tokenizer, text_encoder, text: str, layer: str = "last",
+                what: str | None = "prompt") -> torch.Tensor:
     """One prompt, one encoder; layer "last" (last_hidden_state) or "penultimate" (hidden_states[-2])."""
-    ids = tokenize(tokenizer, text).to(_device_of(text_encoder))
+    ids = tokenize(tokenizer, text, what).to(_device_of(text_encoder))
     output = text_encoder(ids, output_hidden_states=(layer == "penultimate"))
     if layer == "last":
         return output.last_hidden_state
@@ -72,9 +87,10 @@ def encode_clip(tokenizer, text_encoder, text: str, layer: str = "last") -> torc
 
 
 @torch.no_grad()
-def encode_clip_pooled(tokenizer, text_encoder, text: str) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_clip_pooled(tokenizer, text_encoder, text: str,
+                       what: str | None = "prompt") -> tuple[torch.Tensor, torch.Tensor]:
     """(penultimate hidden states, projected pooled text_embeds) of a CLIPTextModelWithProjection."""
-    ids = tokenize(tokenizer, text).to(_device_of(text_encoder))
+    ids = tokenize(tokenizer, text, what).to(_device_of(text_encoder))
     output = text_encoder(ids, output_hidden_states=True)
     return output.hidden_states[-2], output.text_embeds
 
@@ -93,7 +109,7 @@ def _repeat(tensor: torch.Tensor | None, batch: int) -> torch.Tensor | None:
 def encode_sd(tokenizer, text_encoder, prompt: str, negative: str = "", batch: int = 1) -> Conditioning:
     """SD1 / SD2 conditioning: the encoder's last hidden state (see the module docstring for SD2)."""
     embeds = encode_clip(tokenizer, text_encoder, prompt, "last")
-    negative_embeds = encode_clip(tokenizer, text_encoder, negative, "last")
+    negative_embeds = encode_clip(tokenizer, text_encoder, negative, "last", what="negative prompt")
     return Conditioning(_repeat(embeds, batch), _repeat(negative_embeds, batch))
 
 
@@ -104,13 +120,13 @@ def encode_sdxl(
     tokenizer_1, tokenizer_2 = tokenizers
     encoder_1, encoder_2 = text_encoders
 
-    def both(text):
-        hidden_1 = encode_clip(tokenizer_1, encoder_1, text, "penultimate")
-        hidden_2, pooled = encode_clip_pooled(tokenizer_2, encoder_2, text)
+    def both(text, what):
+        hidden_1 = encode_clip(tokenizer_1, encoder_1, text, "penultimate", what)
+        hidden_2, pooled = encode_clip_pooled(tokenizer_2, encoder_2, text, what=None)  # warned once above
         return torch.cat([hidden_1, hidden_2.to(hidden_1.dtype)], dim=-1), pooled
 
-    embeds, pooled = both(prompt)
-    negative_embeds, negative_pooled = both(negative)
+    embeds, pooled = both(prompt, "prompt")
+    negative_embeds, negative_pooled = both(negative, "negative prompt")
     time_ids = sdxl_time_ids(width, height).to(device=embeds.device, dtype=embeds.dtype)
     return Conditioning(
         _repeat(embeds, batch),

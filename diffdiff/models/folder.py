@@ -35,6 +35,9 @@ def _from_pretrained(model_class, folder: Path, component: str, dtype: torch.dty
         model = model_class.from_pretrained(
             str(folder), subfolder=component, local_files_only=True, use_safetensors=safe, torch_dtype=dtype
         )
+    except PermissionError as error:
+        where = error.filename or folder / component
+        raise DiffdiffError(f"cannot read {where}: permission denied") from None
     except (OSError, ValueError, RuntimeError) as error:
         reason = " ".join(str(error).split())[:300]
         raise DiffdiffError(f"cannot load {component} from {folder}: {reason}") from None

@@ -16,7 +16,7 @@ from ..errors import DiffdiffError
 from .device import resolve_device, resolve_dtype, vae_dtype
 from .families import TEXT_COMPONENTS, check_prediction, family_of_folder, resolve_family
 from .folder import load_folder_modules, load_vae_folder
-from .hub import cached_snapshot, looks_like_hub_id
+from .hub import cached_snapshot, is_local_path
 from .loaded import LoadedModel
 from .single_file import (
     FAMILY_METADATA_KEY,
@@ -49,7 +49,7 @@ def load_model(source, *, family=None, prediction=None, vae=None, device="auto",
         if path.is_dir():
             return _load_folder(path, path.name, family, prediction, vae, torch_device, torch_dtype,
                                 allow_pickle)
-        if path.exists() or not looks_like_hub_id(source_text):
+        if path.exists() or is_local_path(source_text):
             return _load_file(path, family, prediction, vae, torch_device, torch_dtype, allow_pickle)
         folder = cached_snapshot(source_text)
         return _load_folder(folder, source_text, family, prediction, vae, torch_device, torch_dtype,

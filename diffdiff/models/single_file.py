@@ -1,6 +1,6 @@
 """Read one A1111/ComfyUI-layout checkpoint file and build the diffusers modules from it, offline.
 
-The file is read once (safetensors; pickled formats only on opt-in, with `torch.load(weights_only=True)`).
+The file is read once (safetensors; pickled formats only on opt-in, through `pickled.read_pickled`).
 Component configs come from the header metadata `diffdiff.configs` (JSON {component: config}) when
 present, else from the family's shipped folder `diffdiff/models/configs/<family>/`. Weights are converted
 with diffusers' ldm → diffusers converters (`diffusers.loaders.single_file_utils`) and loaded strictly,
@@ -32,6 +32,7 @@ def read_checkpoint(path: Path, *, allow_pickle: bool = False) -> tuple[dict, di
     path = Path(path)
     if not path.is_file():
         raise DiffdiffError(f"checkpoint not found: {path}")
+    _check_readable(path)
     suffix = path.suffix.lower()
     if suffix in PICKLE_SUFFIXES:
         return _read_pickled(path, allow_pickle), {}
@@ -52,22 +53,27 @@ def read_checkpoint(path: Path, *, allow_pickle: bool = False) -> tuple[dict, di
     return state_dict, metadata
 
 
+def _check_readable(path: Path) -> None:
+    """Fail with the true reason when the file cannot be opened (safetensors says 'No such file' instead)."""
+    try:
+        with open(path, "rb") as handle:
+            handle.read(1)
+    except PermissionError:
+        raise DiffdiffError(f"cannot read {path}: permission denied") from None
+    except OSError as error:
+        reason = (error.strerror or str(error) or type(error).__name__).lower()
+        raise DiffdiffError(f"cannot read {path}: {reason}") from None
+
+
 def _read_pickled(path: Path, allow_pickle: bool) -> dict:
     if not allow_pickle:
         raise DiffdiffError(
             f"{path.name} is a pickled checkpoint, which can run code when loaded; convert it to .safetensors"
             " or pass allow_pickle=True (--allow-pickle) if you trust its source"
         )
-    try:
-        loaded = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as error:
-        reason = " ".join(str(error).split())[:200] or type(error).__name__  # EOFError('') for an empty file
-        raise DiffdiffError(f"cannot load pickled checkpoint {path.name}: {reason}") from None
-    if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
-        loaded = loaded["state_dict"]
-    if not isinstance(loaded, dict):
-        raise DiffdiffError(f"{path.name} does not hold a state dict")
-    return {key: value for key, value in loaded.items() if isinstance(value, torch.Tensor)}
+    from .pickled import read_pickled
+
+    return read_pickled(path)
 
 
 def normalise_keys(state_dict: dict) -> dict:

@@ -18,11 +18,12 @@ import json
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
-from ..atomic import atomic_write
+from ..atomic import OVERWRITE_HINT, atomic_write, check_writable
 from ..errors import DiffdiffError
 from .families import FAMILIES
 from .ldm_layout import diffusers_to_ldm
@@ -146,25 +147,65 @@ def _make_readable(path: Path) -> None:
         os.chmod(item, (0o777 if item.is_dir() else 0o666) & ~umask)
 
 
-def _replace_folder(target: Path, family: str, overwrite: bool) -> Path:
+def _check_creatable(folder: Path, shown: Path) -> None:
+    """`folder` is, or can be made as, a writable folder (checked before any slow work)."""
+    existing = next(p for p in [folder, *folder.parents, Path(".")] if p.exists())
+    if existing == folder and not folder.is_dir():
+        raise DiffdiffError(f"cannot write {shown}: {folder} exists and is not a folder")
+    if not existing.is_dir():
+        raise DiffdiffError(f"cannot write {shown}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK):
+        raise DiffdiffError(f"cannot write {shown}: folder {existing} is not writable")
+
+
+@contextmanager
+def _writing(folder: Path | None, shown: Path):
+    """Create `folder` (and missing parents) inside; on any failure or interrupt remove the folders this made
+    (when empty: our own temporary files are gone by then) and name `shown` in OS errors, not a temp path."""
+    created = None
+    if folder is not None:
+        created = next((p for p in reversed([folder, *folder.parents]) if not p.exists()), None)
+    try:
+        if folder is not None:
+            _check_creatable(folder, shown)
+            folder.mkdir(parents=True, exist_ok=True)
+        yield
+    except BaseException as error:
+        if created is not None:
+            for empty in [folder, *folder.parents]:
+                try:
+                    if empty.is_dir() and not any(empty.iterdir()):
+                        empty.rmdir()
+                except OSError:
+                    break  # leave it; the original error matters more
+                if empty == created:
+                    break
+        if isinstance(error, PermissionError):
+            raise DiffdiffError(f"cannot write {shown}: permission denied") from None
+        if isinstance(error, OSError):
+            reason = (error.strerror or str(error) or type(error).__name__).lower()
+            raise DiffdiffError(f"cannot write {shown}: {reason}") from None
+        raise
+
+
+def _replace_folder(target: Path, family: str, overwrite: bool, hint: str) -> Path:
     empty_folder = target.is_dir() and not any(target.iterdir())
     if target.exists() and not empty_folder:
         if not target.is_dir() or not (target / "model_index.json").exists():
             raise DiffdiffError(f"{target} exists and is not a diffusers model folder; not replacing it")
         if not overwrite:
-            raise DiffdiffError(f"{target} exists; pass --overwrite to replace it")
-    parent = target.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=parent))
-    try:
-        _write_folder(staging, family)
-        _make_readable(staging)
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+            raise DiffdiffError(f"{target} exists; {hint}")
+    with _writing(target.parent, target):
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        try:
+            _write_folder(staging, family)
+            _make_readable(staging)
+            if target.exists():
+                shutil.rmtree(target)
+            staging.rename(target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
     return target
 
 
@@ -199,27 +240,40 @@ def _sort_header(path: Path) -> None:
 
 
 def make_tiny_model(
-    directory: str | Path, family: str, single_file: bool = False, overwrite: bool = False
+    directory: str | Path, family: str, single_file: bool = False, overwrite: bool = False, *,
+    hint: str = OVERWRITE_HINT,
 ) -> Path:
     """Write a tiny random model of `family`; return the diffusers folder or the `.safetensors` file.
 
     Folder form: `directory` becomes the diffusers folder. Single-file form: `directory` may name the
-    `.safetensors` file itself, otherwise the file is `directory/tiny-<family>.safetensors`.
+    `.safetensors` file itself, otherwise the file is `directory/tiny-<family>.safetensors`. `hint` ends the
+    message for an existing output (how to allow replacing it). An interrupted or failed call leaves
+    nothing behind: no staging folder, temporary file or folder made for the output.
     """
     _check_family(family)
     target = Path(directory)
     if not single_file:
-        return _replace_folder(target, family, overwrite)
-    if target.suffix != ".safetensors":
-        target.mkdir(parents=True, exist_ok=True)
+        if target.suffix.lower() == ".safetensors":
+            raise DiffdiffError(f"{target} names a .safetensors file but a model folder was asked for; "
+                                "add --single-file (single_file=True), or give a folder name")
+        return _replace_folder(target, family, overwrite, hint)
+    folder = None
+    if target.suffix.lower() != ".safetensors":
+        folder = target
         target = target / f"tiny-{family}.safetensors"
+    if folder is not None:
+        _check_creatable(folder, folder)  # before the networks are built
+    if folder is None or folder.is_dir():
+        check_writable(target, overwrite, hint=hint)
     from safetensors.torch import save_file
 
     state, metadata = single_file_state(family)
+
     def write(tmp: Path) -> None:
         save_file(state, str(tmp), metadata=metadata)
         _sort_header(tmp)
 
-    path = atomic_write(target, write, overwrite=overwrite)
+    with _writing(folder, folder or target):
+        path = atomic_write(target, write, overwrite=overwrite, hint=hint)
     _make_readable(path)
     return path

@@ -15,7 +15,6 @@ from pathlib import Path
 from ..errors import DiffdiffError
 
 TOKENIZER_FOLDER = Path(__file__).resolve().parent / "tokenizers" / "clip"
-TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json")
 PAD_TOKENS = {"clip": "<|endoftext|>", "clip-pad0": "!"}
 TOKENIZER_KINDS = tuple(PAD_TOKENS)
 
