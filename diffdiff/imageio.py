@@ -8,6 +8,7 @@ A1111-style `parameters` text chunk and our full settings as JSON in a `diffdiff
 
 from __future__ import annotations
 
+import math
 import os
 import struct
 import warnings
@@ -221,12 +222,18 @@ def check_readable_image(path: str | os.PathLike, *, max_pixels: int = MAX_PIXEL
     return image.size
 
 
+def same_aspect(first_hw: tuple[int, int], second_hw: tuple[int, int]) -> bool:
+    """The one aspect-ratio rule: two (height, width) sizes match when their ratios differ by at most
+    ASPECT_TOLERANCE (relative, measured symmetrically as |log(r1 / r2)|)."""
+    ratio = (first_hw[0] / first_hw[1]) / (second_hw[0] / second_hw[1])
+    return abs(math.log(ratio)) <= ASPECT_TOLERANCE
+
+
 def check_aspect(image_size: tuple[int, int], map_shape: tuple[int, int], what: str = "map") -> None:
     """Refuse a map whose width/height ratio differs from the image's (it would be stretched)."""
     width, height = image_size
     map_height, map_width = map_shape
-    image_ratio, map_ratio = width / height, map_width / map_height
-    if abs(map_ratio - image_ratio) > ASPECT_TOLERANCE * image_ratio:
+    if not same_aspect((map_height, map_width), (height, width)):
         raise DiffdiffError(
             f"the {what} is {map_width}x{map_height} but the image is {width}x{height}: "
             "aspect ratios differ; make a map of the image's shape"

@@ -63,7 +63,10 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "func", None) is None:
             parser.print_help(sys.stderr)
             return EXIT_USAGE
-        result = args.func(args)
+        from diffdiff.atomic import sigterm_as_interrupt
+
+        with sigterm_as_interrupt():  # a killed run removes its temporary files before it ends
+            result = args.func(args)
         return int(result or 0)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

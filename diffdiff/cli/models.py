@@ -25,13 +25,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def handler(args: argparse.Namespace) -> int:
-    from ..atomic import CLI_OVERWRITE_HINT, sigterm_as_interrupt
+    from ..atomic import CLI_OVERWRITE_HINT
     from ..models.tiny import make_tiny_model
 
-    with sigterm_as_interrupt():  # a killed run removes its staging folder / temporary file first
-        path = make_tiny_model(
-            args.directory, args.family, single_file=args.single_file, overwrite=args.overwrite,
-            hint=CLI_OVERWRITE_HINT,
-        )
+    # main() turns SIGTERM into KeyboardInterrupt: a killed run removes its staging folder first
+    path = make_tiny_model(args.directory, args.family, single_file=args.single_file,
+                           overwrite=args.overwrite, hint=CLI_OVERWRITE_HINT)
     print(path)
     return 0

@@ -13,9 +13,10 @@ import torch
 import torch.nn.functional as F
 
 from diffdiff.errors import DiffdiffError
+from diffdiff.imageio import same_aspect
 
 from .io import as_map
-from .ops import resize, same_aspect
+from .ops import resize
 
 STRIP_PIXELS = 1 << 22  # map pixels averaged at a time: no full-size float64 copy of a large map
 

@@ -206,7 +206,3 @@ def resize(strength_map, size_hw: tuple[int, int], enlarge: str = "bicubic") -> 
     return _done(out.reshape(height, width))
 
 
-def same_aspect(map_hw: tuple[int, int], target_hw: tuple[int, int], tolerance: float = 0.02) -> bool:
-    """True when two sizes have the same aspect ratio within `tolerance` (relative)."""
-    ratio = (map_hw[0] / map_hw[1]) / (target_hw[0] / target_hw[1])
-    return abs(math.log(ratio)) <= tolerance

@@ -11,9 +11,10 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from diffdiff.errors import DiffdiffError
+from diffdiff.imageio import same_aspect
 
 from .io import as_map
-from .ops import resize, same_aspect
+from .ops import resize
 
 # (position, RGB): a blue → cyan → yellow → orange → red ramp, lightness rising to the middle.
 RAMP_STOPS = (

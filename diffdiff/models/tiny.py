@@ -28,6 +28,7 @@ from ..errors import DiffdiffError
 from .families import FAMILIES
 from .ldm_layout import diffusers_to_ldm
 from .loading import quiet_libraries
+from .single_file import CONFIGS_METADATA_KEY, FAMILY_METADATA_KEY
 from .tokenizer import FAMILY_TOKENIZERS, write_tokenizer_files
 
 CONFIG_ROOT = Path(__file__).resolve().parent / "configs"
@@ -35,8 +36,6 @@ CONFIG_ROOT = Path(__file__).resolve().parent / "configs"
 # must differ: diffusers' single-file loader tells the CLIP-L and OpenCLIP-G embedders apart by width.
 TEXT_WIDTHS = {"text_encoder": 16, "text_encoder_2": 32}
 SEEDS = {"unet": 1, "vae": 2, "text_encoder": 3, "text_encoder_2": 4}
-METADATA_FAMILY = "diffdiff.family"
-METADATA_CONFIGS = "diffdiff.configs"
 
 
 def shipped_config(family: str, component: str) -> dict:
@@ -222,8 +221,8 @@ def single_file_state(family: str) -> tuple[dict[str, torch.Tensor], dict[str, s
     state = diffusers_to_ldm({name: model.state_dict() for name, model in components.items()}, family)
     state = {key: tensor.detach().contiguous() for key, tensor in state.items()}
     metadata = {
-        METADATA_FAMILY: family,
-        METADATA_CONFIGS: json.dumps(configs, sort_keys=True, default=list),
+        FAMILY_METADATA_KEY: family,
+        CONFIGS_METADATA_KEY: json.dumps(configs, sort_keys=True, default=list),
         "format": "pt",
     }
     return state, metadata
