@@ -91,7 +91,7 @@ def _same_file(a: Path, b: Path) -> bool:
 def check_files(args, outputs: list[Path], inputs: list) -> None:
     """Before any work: the model and VAE exist, the outputs are writable (and new unless --overwrite), and
     --stats obeys the same rule and is none of the run's inputs or outputs."""
-    from diffdiff.atomic import check_writable
+    from diffdiff.atomic import CLI_OVERWRITE_HINT, check_writable
     from diffdiff.errors import DiffdiffError
     from diffdiff.models.device import resolve_device
 
@@ -108,7 +108,7 @@ def check_files(args, outputs: list[Path], inputs: list) -> None:
             if _same_file(stats, other):
                 raise DiffdiffError(f"--stats {stats} is also one of this run's files ({other}); "
                                     "choose another")
-        check_writable(stats, args.overwrite)
+        check_writable(stats, args.overwrite, hint=CLI_OVERWRITE_HINT)
 
 
 def load_model_from_args(args):
@@ -119,12 +119,13 @@ def load_model_from_args(args):
 
 
 def write_results(args, result) -> int:
-    from diffdiff.atomic import atomic_write
+    from diffdiff.atomic import CLI_OVERWRITE_HINT, atomic_write
 
     written = result.save(args.output, overwrite=args.overwrite)
     if args.stats:
         text = json.dumps(result.stats, indent=2, sort_keys=True)
-        atomic_write(args.stats, lambda tmp: tmp.write_text(text + "\n"), overwrite=args.overwrite)
+        atomic_write(args.stats, lambda tmp: tmp.write_text(text + "\n"), overwrite=args.overwrite,
+                     hint=CLI_OVERWRITE_HINT)
     if not args.quiet:
         for path in written:
             print(path)
