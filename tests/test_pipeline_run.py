@@ -102,8 +102,7 @@ def test_the_image_is_decoded_once_and_the_map_checked_once(tiny_sd1, photo, tmp
     photo.save(tmp_path / "in.png")
     Image.new("L", (WIDTH, HEIGHT), 128).save(tmp_path / "map.png")
     model = tmp_path / "model"
-    tiny_sd1_folder = pipeline.run.resolve_model(tiny_sd1)  # the loaded model stands in for a file below
-    monkeypatch.setattr("diffdiff.cli.edit.load_model_from_args", lambda args: tiny_sd1_folder)
+    monkeypatch.setattr("diffdiff.cli.options.load_model_from_args", lambda args: tiny_sd1)
     model.mkdir()
     argv = ["edit", str(tmp_path / "in.png"), "--map", str(tmp_path / "map.png"), "--prompt", "x",
             "--model", str(model), "--steps", "1", "-o", str(tmp_path / "out.png"), "--quiet"]
@@ -116,7 +115,7 @@ def test_the_image_is_decoded_once_and_the_map_checked_once(tiny_sd1, photo, tmp
 
 def test_the_api_and_the_command_line_record_the_same_settings(tiny_sd1, photo, tmp_path, monkeypatch):
     photo.save(tmp_path / "in.png")
-    monkeypatch.setattr("diffdiff.cli.edit.load_model_from_args", lambda args: tiny_sd1)
+    monkeypatch.setattr("diffdiff.cli.options.load_model_from_args", lambda args: tiny_sd1)
     (tmp_path / "model").mkdir()
     argv = ["edit", str(tmp_path / "in.png"), "--map", "0.5", "--prompt", "a boat", "--model",
             str(tmp_path / "model"), "--steps", "2", "--seed", "4", "--vae-tile", "off",
@@ -138,7 +137,7 @@ def test_a_model_that_returns_nan_stops_the_run_with_one_line(tiny_sd1, photo, t
     with pytest.raises(DiffdiffError, match="NaN/inf at noise level sigma=.*--dtype fp32"):
         pipeline.edit(photo, 1.0, "x", model=tiny_sd1, steps=2)
     photo.save(tmp_path / "in.png")
-    monkeypatch.setattr("diffdiff.cli.edit.load_model_from_args", lambda args: tiny_sd1)
+    monkeypatch.setattr("diffdiff.cli.options.load_model_from_args", lambda args: tiny_sd1)
     (tmp_path / "model").mkdir()
     argv = ["edit", str(tmp_path / "in.png"), "--map", "1", "--prompt", "x", "--model",
             str(tmp_path / "model"), "--steps", "2", "--no-composite", "-o", str(tmp_path / "out.png"),

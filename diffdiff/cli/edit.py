@@ -11,10 +11,8 @@ from diffdiff.cli.options import (
     add_model_options,
     add_sampling_options,
     add_tiling_options,
-    check_files,
-    load_model_from_args,
     request_keywords,
-    write_results,
+    run_request,
 )
 from diffdiff.sampling import GATE_MODES
 
@@ -60,18 +58,6 @@ def register(subparsers) -> None:
     generate.set_defaults(func=run_generate)
 
 
-def _run(args, request, run, inputs: list) -> int:
-    from diffdiff.imageio import check_outputs
-    from diffdiff.progress import StepProgress
-
-    outputs = check_outputs(args.output, request.sampling.batch, overwrite=args.overwrite)
-    check_files(args, outputs, inputs)
-    model = load_model_from_args(args)
-    with StepProgress(request.sampling.steps, description=args.verb, quiet=args.quiet) as progress:
-        result = run(request, model, callback=progress)
-    return write_results(args, result)
-
-
 def run_edit(args) -> int:
     from diffdiff.pipeline import run_edit as run
     from diffdiff.request import EditRequest, map_argument
@@ -80,7 +66,7 @@ def run_edit(args) -> int:
     request = EditRequest.build(args.image, strength_map, args.prompt, negative=args.negative,
                                 **request_keywords(args, EditRequest))
     inputs = [args.image] + ([strength_map] if isinstance(strength_map, str) else [])
-    return _run(args, request, run, inputs)
+    return run_request(args, request, run, inputs)
 
 
 def run_generate(args) -> int:
@@ -89,4 +75,4 @@ def run_generate(args) -> int:
 
     request = GenerateRequest.build(args.prompt, negative=args.negative, width=args.width, height=args.height,
                                     **request_keywords(args, GenerateRequest))
-    return _run(args, request, run, [])
+    return run_request(args, request, run, [])

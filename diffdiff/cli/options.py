@@ -94,9 +94,10 @@ def check_files(args, outputs: list[Path], inputs: list) -> None:
     from diffdiff.atomic import CLI_OVERWRITE_HINT, check_writable
     from diffdiff.errors import DiffdiffError
     from diffdiff.models.device import resolve_device
+    from diffdiff.models.hub import is_local_path
 
     model = Path(args.model).expanduser()
-    if not model.exists() and ("/" not in args.model or args.model.startswith((".", "/", "~"))):
+    if not model.exists() and is_local_path(args.model):
         raise DiffdiffError(f"model {args.model} not found (give a checkpoint file, a folder or a hub id)")
     if args.vae and not Path(args.vae).expanduser().is_file():
         raise DiffdiffError(f"VAE file {args.vae} not found")
@@ -109,6 +110,20 @@ def check_files(args, outputs: list[Path], inputs: list) -> None:
                 raise DiffdiffError(f"--stats {stats} is also one of this run's files ({other}); "
                                     "choose another")
         check_writable(stats, args.overwrite, hint=CLI_OVERWRITE_HINT)
+
+
+def run_request(args, request, run, inputs: list) -> int:
+    """The verbs' common end: check the files (outputs, model, --stats against `inputs`), load the model, run
+    `run(request, model, callback=progress)` under a progress bar, and write the results."""
+    from diffdiff.imageio import check_outputs
+    from diffdiff.progress import StepProgress
+
+    outputs = check_outputs(args.output, request.sampling.batch, overwrite=args.overwrite)
+    check_files(args, outputs, inputs)
+    model = load_model_from_args(args)
+    with StepProgress(request.sampling.steps, description=args.verb, quiet=args.quiet) as progress:
+        result = run(request, model, callback=progress)
+    return write_results(args, result)
 
 
 def load_model_from_args(args):

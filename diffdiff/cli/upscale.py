@@ -9,10 +9,8 @@ from diffdiff.cli.options import (
     add_model_options,
     add_sampling_options,
     add_tiling_options,
-    check_files,
-    load_model_from_args,
     request_keywords,
-    write_results,
+    run_request,
 )
 
 
@@ -45,16 +43,9 @@ def register(subparsers) -> None:
 
 
 def run_upscale(args) -> int:
-    from diffdiff.imageio import check_outputs
     from diffdiff.pipeline import run_upscale as run
-    from diffdiff.progress import StepProgress
     from diffdiff.request import UpscaleRequest
 
     request = UpscaleRequest.build(args.image, args.prompt, negative=args.negative,
                                    **request_keywords(args, UpscaleRequest))
-    outputs = check_outputs(args.output, 1, overwrite=args.overwrite)
-    check_files(args, outputs, [args.image, args.map, args.upscaler])
-    model = load_model_from_args(args)
-    with StepProgress(request.sampling.steps, description="upscale", quiet=args.quiet) as progress:
-        result = run(request, model, callback=progress)
-    return write_results(args, result)
+    return run_request(args, request, run, [args.image, args.map, args.upscaler])

@@ -56,8 +56,9 @@ def sample_latents(model, latent: torch.Tensor, *, prompt: str, negative: str, s
     gate_arguments = {}
     if strength is not None:
         gate_arguments = {"strength_map": strength, "gate": gate.mode, "gate_strength": gate.strength}
-        tiles = denoiser.tiles if tile_count > 1 and tiling.blend != "spot" else None
-        callback = weighted(callback, step_costs(model.model_sampling, sampling, gate, strength, tiles))
+        if callback is not None:
+            tiles = denoiser.tiles if tile_count > 1 and tiling.blend != "spot" else None
+            callback = weighted(callback, step_costs(model.model_sampling, sampling, gate, strength, tiles))
     counts: dict = {}
     with torch.no_grad():
         result = sample(denoiser, latent, model_sampling=model.model_sampling, **sampling.sampler_arguments(),

@@ -31,9 +31,7 @@ def step_costs(model_sampling, sampling, gate, strength: torch.Tensor, tiles) ->
 
 
 def weighted(callback, costs: list[float]):
-    """`callback` with each step's info extended by `step_cost` and `total_cost` (None stays None)."""
-    if callback is None:
-        return None
+    """`callback` with each step's info extended by `step_cost` and `total_cost`."""
     total = sum(costs)
 
     def report(info: dict) -> None:

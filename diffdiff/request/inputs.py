@@ -76,9 +76,7 @@ def read_strength(strength_map, image_size: tuple[int, int], invert: bool = Fals
     from ..maps import as_map, image_to_map, load_map, resize
 
     width, height = image_size
-    if isinstance(strength_map, StrengthMap):
-        values, description = strength_map.values, strength_map.description
-    elif isinstance(strength_map, bool) or strength_map is None:
+    if isinstance(strength_map, bool) or strength_map is None:
         raise DiffdiffError(f"strength map must be a number, an array, an image or a file path; "
                             f"got {strength_map!r}")
     elif isinstance(strength_map, (int, float, np.floating, np.integer)):
