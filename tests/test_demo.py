@@ -1,4 +1,4 @@
-"""The README's demo: the bundled image and map through the real CLI keep the black third bit for bit."""
+"""The README's demo inputs through the real CLI: the black part of a map is kept bit for bit."""
 
 from pathlib import Path
 

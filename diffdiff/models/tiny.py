@@ -9,7 +9,8 @@ The tiny configs are the family's shipped real configs with the sizes shrunk: th
 downscale 8 with 4 levels, 4 latent channels, the family's scaling factor, SDXL's two encoders with pooled
 projection and size/crop conditioning, cross_attention_dim = the sum of the encoders' widths, v-prediction for
 sd2-v). Attention sits only at the coarsest level so a 512x512 edit takes seconds on a CPU. Weights come from
-fixed seeds: the same call writes the same bytes.
+fixed seeds: the same call writes the same bytes. `checkpoint_state` / `write_checkpoint` turn any diffusers
+components into such a file (the demo model's trainer writes through them too).
 """
 
 from __future__ import annotations
@@ -210,7 +211,13 @@ def _replace_folder(target: Path, family: str, overwrite: bool, hint: str) -> Pa
 
 def single_file_state(family: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """The tiny model of `family` as (ldm-layout state dict, safetensors header metadata)."""
-    components = build_tiny_components(family)
+    return checkpoint_state(build_tiny_components(family), family)
+
+
+def checkpoint_state(components: dict[str, torch.nn.Module], family: str,
+                     dtype: torch.dtype | None = None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Diffusers `components` of `family` as (ldm-layout state dict [in `dtype`], header metadata whose
+    configs let the single-file loader rebuild them)."""
     configs = {}
     for name, model in components.items():
         if hasattr(model.config, "to_dict"):  # transformers
@@ -219,7 +226,7 @@ def single_file_state(family: str) -> tuple[dict[str, torch.Tensor], dict[str, s
             configs[name] = {k: v for k, v in dict(model.config).items() if not k.startswith("_")}
             configs[name]["_class_name"] = type(model).__name__
     state = diffusers_to_ldm({name: model.state_dict() for name, model in components.items()}, family)
-    state = {key: tensor.detach().contiguous() for key, tensor in state.items()}
+    state = {key: tensor.detach().to(dtype or tensor.dtype).contiguous() for key, tensor in state.items()}
     metadata = {
         FAMILY_METADATA_KEY: family,
         CONFIGS_METADATA_KEY: json.dumps(configs, sort_keys=True, default=list),
@@ -264,15 +271,20 @@ def make_tiny_model(
         _check_creatable(folder, folder)  # before the networks are built
     if folder is None or folder.is_dir():
         check_writable(target, overwrite, hint=hint)
-    from safetensors.torch import save_file
+    with _writing(folder, folder or target):
+        path = write_checkpoint(target, *single_file_state(family), overwrite=overwrite, hint=hint)
+    return path
 
-    state, metadata = single_file_state(family)
+
+def write_checkpoint(target: Path, state: dict, metadata: dict, *, overwrite: bool = False,
+                     hint: str = OVERWRITE_HINT) -> Path:
+    """Write one `.safetensors` atomically with a sorted header (same state, same bytes); readable by all."""
+    from safetensors.torch import save_file
 
     def write(tmp: Path) -> None:
         save_file(state, str(tmp), metadata=metadata)
         _sort_header(tmp)
 
-    with _writing(folder, folder or target):
-        path = atomic_write(target, write, overwrite=overwrite, hint=hint)
+    path = atomic_write(Path(target), write, overwrite=overwrite, hint=hint)
     _make_readable(path)
     return path

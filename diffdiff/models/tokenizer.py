@@ -42,11 +42,12 @@ def load_tokenizer(kind: str = "clip"):
 
 
 def write_tokenizer_files(folder: str | Path, kind: str = "clip") -> Path:
-    """Copy the shipped tokenizer into `folder` (diffusers `tokenizer/` layout) with the kind's pad token."""
+    """Copy the shipped tokenizer and its licence note into `folder` (diffusers `tokenizer/` layout) with the
+    kind's pad token."""
     pad_token = _check_kind(kind)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    for name in ("vocab.json", "merges.txt"):
+    for name in ("vocab.json", "merges.txt", "LICENSE"):
         shutil.copyfile(TOKENIZER_FOLDER / name, folder / name)
     for name in ("tokenizer_config.json", "special_tokens_map.json"):
         settings = json.loads((TOKENIZER_FOLDER / name).read_text())

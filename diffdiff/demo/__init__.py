@@ -1,0 +1,5 @@
+"""The demo model: procedural training scenes, its small networks, how they are trained, and the file."""
+
+from pathlib import Path
+
+DEMO_MODEL = Path(__file__).resolve().parent / "demo-sd1.safetensors"

@@ -1,0 +1,155 @@
+"""Train the demo model: the VAE on crops, then the UNet and text encoder together as latent diffusion.
+
+- VAE: L1 + squared error on random crops of scenes and photos, a small KL term (SD's 1e-6 weight); Adam
+  with a linear warm-up and a cosine decay. Afterwards `scaling_factor` = 1 / std of the scenes' latents,
+  so model-space latents have unit variance, as SD1's 0.18215 does for its VAE.
+- UNet + text encoder: SD1's noise schedule (the 1000 discrete sigmas of `DiscreteSchedule`), timesteps drawn
+  uniformly, x_t = √ᾱ·z + √(1−ᾱ)·ε, squared error on ε weighted by min(SNR, 5)/SNR (min-SNR weighting),
+  captions dropped to "" 10 % of the time for classifier-free guidance, an exponential moving average of the
+  weights (what is saved).
+The text encoder reads prompts exactly as inference does (`tokenize` with the shipped tokenizer, last hidden
+state). Everything is seeded; on a fixed number of CPU threads the same settings give the same weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..models.conditioning import tokenize
+from ..sampling.parametrisation import DiscreteSchedule
+from .data import LatentBatches, VaeBatches
+
+KL_WEIGHT = 1e-6
+MIN_SNR_GAMMA = 5.0
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """Sizes and step counts of one training run (the defaults are the shipped model's)."""
+
+    seed: int = 0
+    pool_scenes: int = 1600  # scenes (128–256 px) the VAE crops come from
+    vae_steps: int = 1800
+    vae_batch: int = 3
+    vae_crop: int = 128  # GroupNorm statistics of small crops differ from a whole picture's
+    vae_lr: float = 1e-3
+    # scenes encoded once for the UNet: (count, side in px, share of the batches); the UNet sees windows of
+    # `latent_side` latents, so larger scenes teach it what a sky or a field looks like at larger sizes
+    latent_scenes: tuple = ((3000, 128, 0.6), (800, 256, 0.25), (160, 512, 0.15))
+    latent_side: int = 16
+    unet_steps: int = 1800
+    unet_batch: int = 24
+    unet_lr: float = 6e-4
+    ema_decay: float = 0.999
+
+
+def learning_rate(step: int, total: int, peak: float, warmup: int = 50) -> float:
+    """Linear warm-up over `warmup` steps, then a cosine decay to a tenth of `peak`."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def _set_lr(optimiser, value: float) -> None:
+    for group in optimiser.param_groups:
+        group["lr"] = value
+
+
+def train_vae(vae, batches: VaeBatches, plan: TrainingPlan, progress=None) -> list[float]:
+    """Train `vae` in place; returns the loss of every step."""
+    vae.train()
+    optimiser = torch.optim.Adam(vae.parameters(), lr=plan.vae_lr)
+    losses = []
+    for step in range(plan.vae_steps):
+        _set_lr(optimiser, learning_rate(step, plan.vae_steps, plan.vae_lr))
+        images = batches.next()
+        posterior = vae.encode(images).latent_dist
+        decoded = vae.decode(posterior.mode()).sample
+        error = decoded - images
+        loss = error.abs().mean() + error.pow(2).mean() + KL_WEIGHT * posterior.kl().mean()
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        optimiser.step()
+        losses.append(loss.item())
+        if progress is not None:
+            progress.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
+            progress.update(1)
+    vae.eval()
+    return losses
+
+
+@torch.no_grad()
+def encode_means(vae, images: torch.Tensor, batch: int = 64) -> torch.Tensor:
+    """Raw latent means of float images (B, 3, H, W), a batch at a time."""
+    chunks = [images[i : i + batch] for i in range(0, len(images), batch)]
+    return torch.cat([vae.encode(chunk).latent_dist.mean for chunk in chunks])
+
+
+def scaling_factor(raw_latents: torch.Tensor) -> float:
+    """1 / std of raw latents: the factor that gives model-space latents unit variance."""
+    return float(1.0 / raw_latents.float().std())
+
+
+class _Ema:
+    """Exponential moving average of a module's parameters (decay ramps up over the first steps)."""
+
+    def __init__(self, module, decay: float):
+        self.average = copy.deepcopy(module).eval().requires_grad_(False)
+        self.decay = decay
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self, module) -> None:
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for mean, live in zip(self.average.parameters(), module.parameters()):
+            mean.lerp_(live.detach(), 1 - decay)
+
+
+def encode_captions(tokenizer, text_encoder, captions: list[str]) -> torch.Tensor:
+    """Last hidden states of `captions`, tokenised as inference does (77 tokens, padded)."""
+    ids = torch.cat([tokenize(tokenizer, text, what=None) for text in captions])
+    return text_encoder(ids).last_hidden_state
+
+
+def train_diffusion(unet, text_encoder, tokenizer, batches: LatentBatches, plan: TrainingPlan,
+                    progress=None) -> tuple[torch.nn.Module, torch.nn.Module, list[float]]:
+    """Train `unet` and `text_encoder` together on EPS prediction; returns their EMA copies and the losses."""
+    alphas_cumprod = 1.0 / (1.0 + DiscreteSchedule().sigmas.double() ** 2)
+    snr = (alphas_cumprod / (1 - alphas_cumprod)).float()
+    weights = torch.clamp(snr, max=MIN_SNR_GAMMA) / snr
+    sqrt_ab, sqrt_1mab = alphas_cumprod.sqrt().float(), (1 - alphas_cumprod).sqrt().float()
+    parameters = list(unet.parameters()) + list(text_encoder.parameters())
+    optimiser = torch.optim.AdamW(parameters, lr=plan.unet_lr, weight_decay=0.01)
+    unet.train()
+    text_encoder.train()
+    ema_unet, ema_text = _Ema(unet, plan.ema_decay), _Ema(text_encoder, plan.ema_decay)
+    generator = torch.Generator().manual_seed(plan.seed + 1)
+    losses = []
+    for step in range(plan.unet_steps):
+        _set_lr(optimiser, learning_rate(step, plan.unet_steps, plan.unet_lr, warmup=100))
+        latents, captions = batches.next()
+        timesteps = torch.randint(0, len(alphas_cumprod), (len(latents),), generator=generator)
+        noise = torch.randn(latents.shape, generator=generator)
+        shape = (-1, 1, 1, 1)
+        noisy = sqrt_ab[timesteps].view(shape) * latents + sqrt_1mab[timesteps].view(shape) * noise
+        hidden = encode_captions(tokenizer, text_encoder, captions)
+        predicted = unet(noisy, timesteps, encoder_hidden_states=hidden).sample
+        loss = (weights[timesteps] * (predicted - noise).pow(2).mean(dim=(1, 2, 3))).mean()
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+        optimiser.step()
+        ema_unet.update(unet)
+        ema_text.update(text_encoder)
+        losses.append(loss.item())
+        if progress is not None:
+            progress.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}", refresh=False)
+            progress.update(1)
+    return ema_unet.average, ema_text.average, losses
