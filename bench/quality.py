@@ -123,9 +123,10 @@ def held_out_scene(seed: int, size: int, **override):
 
 def photo(crop) -> np.ndarray:
     """skimage's chelsea (CC0), centre-cropped to `crop` (h, w) or else to multiples of 8."""
-    from skimage import data
+    from diffdiff.demo.data import HELD_OUT_PHOTO
+    from diffdiff.demo.data import photo as sample_photo
 
-    image = data.chelsea()
+    image = sample_photo(HELD_OUT_PHOTO)
     height, width = crop or (image.shape[0] // 8 * 8, image.shape[1] // 8 * 8)
     top, left = (image.shape[0] - height) // 2, (image.shape[1] - width) // 2
     return np.ascontiguousarray(image[top:top + height, left:left + width])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..models.vae import pixels_to_tensor
 from .scenes import Scene, caption, random_attributes, render
 
 # scikit-image sample photos whose notes release them into the public domain or under CC0
@@ -48,9 +49,8 @@ def random_crop(pixels: np.ndarray, side: int, rng: np.random.Generator) -> np.n
 
 
 def to_tensor(batch: list[np.ndarray]) -> torch.Tensor:
-    """uint8 (H, W, 3) arrays → float (B, 3, H, W) in [-1, 1]."""
-    array = np.stack(batch).astype(np.float32) / 127.5 - 1.0
-    return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous()
+    """uint8 (H, W, 3) arrays → float (B, 3, H, W) in [-1, 1], converted as the pipeline converts them."""
+    return pixels_to_tensor(np.stack(batch))
 
 
 class VaeBatches:
