@@ -3,7 +3,7 @@
 - examples/demo.png: `diffdiff.demo.scenes.render(DEMO_ATTRIBUTES, 512, DEMO_SEED)` — a day scene with a
   red-roofed house, a lake, trees and hills, drawn the way the demo model's training scenes are.
 - examples/sky-map.png: white (change fully) over the sky, black (keep exactly) over the ground, the house
-  and the trees, with a ramp over the 16 sky pixels next to them so the new sky blends in.
+  and the trees, with a ramp over the 8 sky pixels next to them so the new sky blends in.
 - examples/gradient-map.png: black over the left third, then a ramp to white at the right edge.
 The same run writes the same bytes. Usage: `python scripts/make_demo_assets.py [--out examples]`.
 """
@@ -20,7 +20,7 @@ from PIL import Image
 from diffdiff.demo.scenes import DEMO_ATTRIBUTES, DEMO_SEED, render
 
 SIZE = 512
-SKY_RAMP = 16  # pixels over which the sky map rises from 0 at the kept regions to 1
+SKY_RAMP = 8  # pixels over which the sky map rises from 0 at the kept regions to 1
 
 
 def sky_map(masks: dict[str, np.ndarray]) -> Image.Image:

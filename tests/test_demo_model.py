@@ -74,7 +74,7 @@ def test_shipped_model_darkens_a_sky_asked_for_night_and_keeps_the_ground(demo_m
     from diffdiff.demo.scenes import DEMO_ATTRIBUTES, DEMO_SEED
     from diffdiff.pipeline import edit
 
-    scene = render(DEMO_ATTRIBUTES, 128, DEMO_SEED)  # the model's whole training scenes were 128 px
+    scene = render(DEMO_ATTRIBUTES, 256, DEMO_SEED)  # the model's whole training scenes were 256 px
     keep = scene.masks["ground"] | scene.masks["house"] | scene.masks["trees"]
     strength = np.where(keep, 0.0, 1.0).astype(np.float32)
     image = Image.fromarray(scene.pixels)

@@ -2,8 +2,10 @@
 
 The geometry is SD1's (VAE ×8 with 4 latent channels, an EPS UNet conditioned by cross-attention on a CLIP
 text encoder's last hidden state over the shipped CLIP tokenizer's 77 tokens), so the file the trainer writes
-is an ordinary SD1 checkpoint that the ordinary loader reads. Attention sits at the two coarser UNet levels
-only, which keeps a 512² edit on a CPU to seconds per step.
+is an ordinary SD1 checkpoint that the ordinary loader reads. The UNet has four levels with few channels
+at the fine ones: a 32² latent reaches a 4² bottom, so one network evaluation sees the whole layout of a
+256-px scene (sky above, ground below) for about the cost that three levels spend on a 16² window.
+Attention sits at the two coarsest levels only, which keeps a 512² edit on a CPU to seconds per step.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ def demo_configs() -> dict[str, dict]:
     """{component: config} of the demo model (unet, vae, text_encoder)."""
     unet = shipped_config("sd1", "unet")
     unet.update(
-        block_out_channels=[64, 128, 128],
+        block_out_channels=[32, 64, 128, 128],
         layers_per_block=1,
-        down_block_types=["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
-        up_block_types=["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
+        norm_num_groups=8,  # four or more channels per group (SD1's hold ten)
+        down_block_types=["DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+        up_block_types=["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"],
         cross_attention_dim=TEXT_WIDTH,
         attention_head_dim=4,  # diffusers' name for the number of heads in SD1 configs
         sample_size=32,

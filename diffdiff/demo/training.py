@@ -4,7 +4,8 @@
   with a linear warm-up and a cosine decay. Afterwards `scaling_factor` = 1 / std of the scenes' latents,
   so model-space latents have unit variance, as SD1's 0.18215 does for its VAE.
 - UNet + text encoder: SD1's noise schedule (the 1000 discrete sigmas of `DiscreteSchedule`), timesteps drawn
-  uniformly, x_t = √ᾱ·z + √(1−ᾱ)·ε, squared error on ε weighted by min(SNR, 5)/SNR (min-SNR weighting),
+  uniformly, x_t = √ᾱ·z + √(1−ᾱ)·ε with offset noise in ε (a per-image, per-channel constant added), squared
+  error on ε weighted by min(SNR, 5)/SNR (min-SNR weighting),
   captions dropped to "" 10 % of the time for classifier-free guidance, an exponential moving average of the
   weights (what is saved).
 The text encoder reads prompts exactly as inference does (`tokenize` with the shipped tokenizer, last hidden
@@ -25,6 +26,7 @@ from .data import LatentBatches, VaeBatches
 
 KL_WEIGHT = 1e-6
 MIN_SNR_GAMMA = 5.0
+OFFSET_NOISE = 0.15
 
 
 @dataclass(frozen=True)
@@ -38,13 +40,14 @@ class TrainingPlan:
     vae_crop: int = 128  # GroupNorm statistics of small crops differ from a whole picture's
     vae_lr: float = 1e-3
     # scenes encoded once for the UNet: (count, side in px, share of the batches); the UNet sees windows of
-    # `latent_side` latents, so larger scenes teach it what a sky or a field looks like at larger sizes
-    latent_scenes: tuple = ((3000, 128, 0.6), (800, 256, 0.25), (160, 512, 0.15))
-    latent_side: int = 16
-    unet_steps: int = 1800
-    unet_batch: int = 24
-    unet_lr: float = 6e-4
-    ema_decay: float = 0.999
+    # `latent_side` latents: whole 256-px scenes (the layout of a picture, and its captions' objects) and
+    # quarters of 512-px ones (what a sky or a field looks like at a larger size)
+    latent_scenes: tuple = ((1500, 256, 0.65), (300, 512, 0.35))
+    latent_side: int = 32
+    unet_steps: int = 2000
+    unet_batch: int = 16
+    unet_lr: float = 1e-3
+    ema_decay: float = 0.998
 
 
 def learning_rate(step: int, total: int, peak: float, warmup: int = 50) -> float:
@@ -137,6 +140,9 @@ def train_diffusion(unet, text_encoder, tokenizer, batches: LatentBatches, plan:
         latents, captions = batches.next()
         timesteps = torch.randint(0, len(alphas_cumprod), (len(latents),), generator=generator)
         noise = torch.randn(latents.shape, generator=generator)
+        # offset noise: a random constant per image and channel, so the mean colour of x_t stops telling the
+        # network the colours of z even at the highest noise level, and only the caption can
+        noise = noise + OFFSET_NOISE * torch.randn((*latents.shape[:2], 1, 1), generator=generator)
         shape = (-1, 1, 1, 1)
         noisy = sqrt_ab[timesteps].view(shape) * latents + sqrt_1mab[timesteps].view(shape) * noise
         hidden = encode_captions(tokenizer, text_encoder, captions)
