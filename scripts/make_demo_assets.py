@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from diffdiff.demo.scenes import DEMO_ATTRIBUTES, DEMO_SEED, render
+from diffdiff.demo.scenes import DEMO_ATTRIBUTES, DEMO_SEED, land, render
 
 SIZE = 512
 SKY_RAMP = 8  # pixels over which the sky map rises from 0 at the kept regions to 1
@@ -25,8 +25,7 @@ SKY_RAMP = 8  # pixels over which the sky map rises from 0 at the kept regions t
 
 def sky_map(masks: dict[str, np.ndarray]) -> Image.Image:
     """1 over the sky, 0 over everything standing on the ground, rising over `SKY_RAMP` pixels."""
-    keep = masks["ground"] | masks.get("house", False) | masks.get("trees", False)
-    distance = cv2.distanceTransform((~keep).astype(np.uint8), cv2.DIST_L2, 5)
+    distance = cv2.distanceTransform((~land(masks)).astype(np.uint8), cv2.DIST_L2, 5)
     values = np.clip(distance / SKY_RAMP, 0.0, 1.0)
     return Image.fromarray(np.round(values * 255).astype(np.uint8))
 

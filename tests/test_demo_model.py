@@ -10,10 +10,9 @@ import pytest
 from PIL import Image
 
 from diffdiff.demo import DEMO_MODEL
-from diffdiff.demo.scenes import render
+from diffdiff.demo.scenes import land, render
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = ROOT / "examples"
 
 
 def _train_tiny(path: Path) -> None:
@@ -75,7 +74,7 @@ def test_shipped_model_darkens_a_sky_asked_for_night_and_keeps_the_ground(demo_m
     from diffdiff.pipeline import edit
 
     scene = render(DEMO_ATTRIBUTES, 256, DEMO_SEED)  # the model's whole training scenes were 256 px
-    keep = scene.masks["ground"] | scene.masks["house"] | scene.masks["trees"]
+    keep = land(scene.masks)
     strength = np.where(keep, 0.0, 1.0).astype(np.float32)
     image = Image.fromarray(scene.pixels)
 

@@ -241,6 +241,15 @@ def _house(canvas: np.ndarray, a: Attributes, rng, horizon, xs, horizon_mean: fl
     return canvas, (house | roof).astype(bool), roof.astype(bool)
 
 
+def land(masks: dict[str, np.ndarray]) -> np.ndarray:
+    """The ground and what stands on it (house, trees): what an edit of the sky keeps."""
+    kept = masks["ground"].copy()
+    for name in ("house", "trees"):
+        if name in masks:
+            kept |= masks[name]
+    return kept
+
+
 def random_scene(seed: int, size: int | tuple[int, int]) -> tuple[Scene, str]:
     """A scene with random attributes and a random caption of it, both from `seed`."""
     rng = np.random.default_rng([seed, 1])

@@ -5,9 +5,8 @@
   so model-space latents have unit variance, as SD1's 0.18215 does for its VAE.
 - UNet + text encoder: SD1's noise schedule (the 1000 discrete sigmas of `DiscreteSchedule`), timesteps drawn
   uniformly, x_t = √ᾱ·z + √(1−ᾱ)·ε with offset noise in ε (a per-image, per-channel constant added), squared
-  error on ε weighted by min(SNR, 5)/SNR (min-SNR weighting),
-  captions dropped to "" 10 % of the time for classifier-free guidance, an exponential moving average of the
-  weights (what is saved).
+  error on ε weighted by min(SNR, 5)/SNR (min-SNR weighting), captions dropped to "" 10 % of the time for
+  classifier-free guidance, an exponential moving average of the weights (what is saved).
 The text encoder reads prompts exactly as inference does (`tokenize` with the shipped tokenizer, last hidden
 state). Everything is seeded; on a fixed number of CPU threads the same settings give the same weights.
 """
