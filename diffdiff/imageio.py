@@ -16,7 +16,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, PngImagePlugin, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageFile, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from diffdiff.atomic import CLI_OVERWRITE_HINT, atomic_write, check_writable
 from diffdiff.errors import DiffdiffError
@@ -25,6 +25,7 @@ from diffdiff.errors import DiffdiffError
 MAX_PIXELS = 16384 * 16384
 # Relative difference in width/height ratio tolerated between an image and its strength map.
 ASPECT_TOLERANCE = 0.02
+SETTINGS_CHUNK = "diffdiff"  # the PNG text chunk of our JSON settings
 # Multi-frame formats whose frame 0 is the picture (MPO: a camera's extra view or preview; PSD: layers).
 ONE_PICTURE_FORMATS = frozenset({"MPO", "PSD"})
 PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # colour type → samples per pixel
@@ -216,6 +217,18 @@ def load_image(path: str | os.PathLike | Image.Image, *, max_pixels: int = MAX_P
     return to_rgb(image)
 
 
+def header_size(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
+    """(width, height) of an image file from its header alone (EXIF rotation applied), checked as `load_image`
+    checks it before decoding: a quick look for validating many files up front."""
+    with _open_checked(Path(path), max_pixels) as image:
+        width, height = image.size
+        try:
+            turned = image.getexif().get(ExifTags.Base.Orientation, 1) in (5, 6, 7, 8)
+        except (OSError, ValueError, SyntaxError, KeyError, TypeError, struct.error):
+            turned = False  # load_image keeps the stored orientation when EXIF is broken
+    return (height, width) if turned else (width, height)
+
+
 def check_readable_image(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
     """Fully decode `path` now (a bad file fails fast); return its (width, height) after EXIF rotation."""
     image = load_image(path, max_pixels=max_pixels)
@@ -246,7 +259,7 @@ def png_info(parameters: str | None = None, settings_json: str | None = None) ->
     if parameters is not None:
         info.add_text("parameters", parameters)
     if settings_json is not None:
-        info.add_text("diffdiff", settings_json)
+        info.add_text(SETTINGS_CHUNK, settings_json)
     return info
 
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 from diffdiff.cli.options import (
     HelpFormatter,
     add_file_options,
+    add_gate_options,
     add_model_options,
     add_sampling_options,
     add_tiling_options,
     request_keywords,
     run_request,
 )
-from diffdiff.sampling import GATE_MODES
 
 TILE_HELP = "network tile size in pixels (multiple of 8), auto (tile well above the model's size) or off"
 
@@ -29,15 +29,7 @@ def register(subparsers) -> None:
     edit.add_argument("--negative", default="", help="negative prompt")
     edit.add_argument("--map", required=True, metavar="MAP",
                       help="strength map image (white = change fully, black = keep exactly) or a number 0..1")
-    gate = edit.add_argument_group("map")
-    gate.add_argument("--gate", default="exact",
-                      help=f"how the map gates the sampler: {' | '.join(GATE_MODES)}")
-    gate.add_argument("--gate-strength", type=float, default=1.0, help="soft gate strength in (0, 1]")
-    gate.add_argument("--invert-map", action="store_true", help="use 1 - map (white = keep)")
-    gate.add_argument("--no-composite", dest="composite", action="store_false",
-                      help="keep the raw decoded image (no laying back of unchanged original pixels)")
-    gate.add_argument("--alpha", action="store_true",
-                      help="write the generated image with the composite opacity as its alpha channel")
+    add_gate_options(edit)
     add_sampling_options(edit, denoise=True)
     add_tiling_options(edit, tile_help=TILE_HELP)
     add_model_options(edit)

@@ -21,6 +21,7 @@ VERBS = {  # verb → module in diffdiff.cli that registers it
     "upscale": "upscale",
     "map": "map",
     "samplers": "samplers",
+    "batch": "batch",
     "make-tiny-model": "models",
 }
 

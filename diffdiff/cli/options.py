@@ -36,6 +36,20 @@ def add_sampling_options(parser: argparse.ArgumentParser, *, denoise: bool = Fal
         group.add_argument("--batch", type=int, default=1, help="images to make; image k uses seed + k")
 
 
+def add_gate_options(parser: argparse.ArgumentParser) -> None:
+    from diffdiff.sampling import GATE_MODES
+
+    gate = parser.add_argument_group("map")
+    gate.add_argument("--gate", default="exact",
+                      help=f"how the map gates the sampler: {' | '.join(GATE_MODES)}")
+    gate.add_argument("--gate-strength", type=float, default=1.0, help="soft gate strength in (0, 1]")
+    gate.add_argument("--invert-map", action="store_true", help="use 1 - map (white = keep)")
+    gate.add_argument("--no-composite", dest="composite", action="store_false",
+                      help="keep the raw decoded image (no laying back of unchanged original pixels)")
+    gate.add_argument("--alpha", action="store_true",
+                      help="write the generated image with the composite opacity as its alpha channel")
+
+
 def add_tiling_options(parser: argparse.ArgumentParser, *, tile_help: str):
     group = parser.add_argument_group("tiles")
     group.add_argument("--tile", default="auto", help=tile_help)
@@ -47,10 +61,12 @@ def add_tiling_options(parser: argparse.ArgumentParser, *, tile_help: str):
                             "or off")
 
 
-def add_model_options(parser: argparse.ArgumentParser) -> None:
+def add_model_options(parser: argparse.ArgumentParser, *, model_help: str | None = None) -> None:
+    """The model flags; `model_help` given, --model is optional with that help (a batch line may name it)."""
     group = parser.add_argument_group("model")
-    group.add_argument("--model", required=True, metavar="PATH",
-                       help="checkpoint (.safetensors), diffusers folder, or a hub id in the offline cache")
+    group.add_argument("--model", required=model_help is None, metavar="PATH",
+                       help=model_help or "checkpoint (.safetensors), diffusers folder, or a hub id in the "
+                                          "offline cache")
     group.add_argument("--vae", metavar="PATH", help="a separate VAE file (.safetensors)")
     group.add_argument("--family", choices=FAMILIES,
                        help="override family detection (must agree with the file's text encoders; "
@@ -126,11 +142,16 @@ def run_request(args, request, run, inputs: list) -> int:
     return write_results(args, result)
 
 
+def load_options(args) -> dict:
+    """The model flags as `load_model` keywords (every one but the path)."""
+    return {"family": args.family, "prediction": args.prediction, "vae": args.vae, "device": args.device,
+            "dtype": args.dtype, "allow_pickle": args.allow_pickle}
+
+
 def load_model_from_args(args):
     from diffdiff.models import load_model
 
-    return load_model(args.model, family=args.family, prediction=args.prediction, vae=args.vae,
-                      device=args.device, dtype=args.dtype, allow_pickle=args.allow_pickle)
+    return load_model(args.model, **load_options(args))
 
 
 def write_results(args, result) -> int:

@@ -17,7 +17,7 @@ tokenizers; without a logging setup Python prints just the message to stderr.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -45,6 +45,15 @@ class Conditioning:
         if pooled is not None:
             kwargs["added_cond_kwargs"] = {"text_embeds": pooled, "time_ids": self.time_ids}
         return kwargs
+
+
+def stack_conditionings(rows: list[Conditioning]) -> Conditioning:
+    """One conditioning whose item k is `rows[k]` (each of batch 1): the rows joined on the batch axis."""
+    def joined(name):
+        tensors = [getattr(row, name) for row in rows]
+        return None if tensors[0] is None else torch.cat(tensors)
+
+    return Conditioning(*(joined(f.name) for f in fields(Conditioning)))
 
 
 def tokenize(tokenizer, text: str, what: str | None = "prompt") -> torch.Tensor:

@@ -120,7 +120,7 @@ def _load_vae(vae_path, config_folder: Path, allow_pickle: bool):
         return build_vae(state_dict, write_config_folder({"vae": own_config}, Path(temp)), torch.float32)
 
 
-def _hash_file_of_folder(folder: Path) -> Path | None:
+def hash_file_of_folder(folder: Path) -> Path | None:
     """The UNet weights file stands for a diffusers folder in `short_hash`."""
     files = sorted((folder / "unet").glob("*.safetensors")) or sorted((folder / "unet").glob("*.bin"))
     return files[0] if files else None
@@ -135,5 +135,5 @@ def _load_folder(folder, name, family, prediction, vae, device, dtype, allow_pic
     return LoadedModel(
         family=family, unet=modules["unet"], vae=vae_model.to(vae_dtype(dtype)),
         text_encoders=modules["text_encoders"], tokenizers=modules["tokenizers"], device=device,
-        dtype=dtype, name=name, hash_file=_hash_file_of_folder(folder),
+        dtype=dtype, name=name, hash_file=hash_file_of_folder(folder),
     )

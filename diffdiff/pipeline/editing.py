@@ -5,6 +5,7 @@ with the original, so map-0 pixels stay the input's bytes. Nothing is checked ag
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -12,9 +13,10 @@ import torch
 from PIL import Image
 
 from .. import composite as compositing
+from ..errors import DiffdiffError
 from ..maps.latent import bilinear_grid, block_means
 from ..models.families import FAMILY_TABLE
-from ..request import EditRequest
+from ..request import EditRequest, Gate, Output, Sampling, Tiling
 from ..tiles.vae import release_free_memory
 from .result import RunResult
 from .run import model_record, resolve_model, sample_latents
@@ -59,43 +61,83 @@ def _composite_all(base: np.ndarray, decoded: np.ndarray, strength: np.ndarray, 
     return opacities, images
 
 
+def group_key(size: tuple[int, int], sampling: Sampling, gate: Gate, tiling: Tiling, output: Output) -> tuple:
+    """Edits with equal keys can share one sampling run (see `run_edits`): the same size and every option but
+    the seed (the prompts, image and map are per item). SpotDiffusion draws its windows from the run's seed,
+    so with that blend the seed is part of the key too."""
+    if tiling.blend != "spot":
+        sampling = dataclasses.replace(sampling, seed=0)
+    return (size, sampling, gate, tiling, output)
+
+
+def request_group_key(request: EditRequest) -> tuple:
+    return group_key(request.size, request.sampling, request.gate, request.tiling, request.output)
+
+
 def run_edit(request: EditRequest, model, *, callback=None, record: dict | None = None,
              always_tile_network: bool = False) -> RunResult:
     """Run `request` with `model` (a LoadedModel); `record` replaces the request's settings record (upscale
     gives its own); `callback` is called once per sampler step."""
+    return run_edits([request], model, callback=callback, records=[record],
+                     always_tile_network=always_tile_network)[0]
+
+
+def run_edits(requests: list[EditRequest], model, *, callback=None, records: list | None = None,
+              always_tile_network: bool = False) -> list[RunResult]:
+    """Run several requests of one `group_key` in one sampling run: their items (request k's batch, seeds
+    seed + i) are stacked on the batch axis, each with its own image, map, prompts and seed. Each result
+    carries the run's shared counts, with `group_items` saying how many items shared it."""
     started = time.perf_counter()
+    first = requests[0]
+    if any(request_group_key(request) != request_group_key(first) for request in requests):
+        raise DiffdiffError("internal: requests run together must share their size and options")
     model = resolve_model(model)
     codec = model.vae_codec
-    width, height = request.size
+    width, height = first.size
     padded_w, padded_h = padded_size(width, height, codec.factor)
-    pixels = pad_array(request.image.pixels, padded_h, padded_w)
-    padded_map = pad_array(request.strength.values, padded_h, padded_w)
-    plan = plan_tiling(request.tiling, padded_w, padded_h, native_size=FAMILY_TABLE[model.family].native_size,
+    plan = plan_tiling(first.tiling, padded_w, padded_h, native_size=FAMILY_TABLE[model.family].native_size,
                        factor=codec.factor, always_tile_network=always_tile_network)
-
-    clean = codec.encode(pixels, plan.vae_tile, plan.vae_overlap)
-    strength = latent_strength(padded_map, request.gate.mode, codec.factor).to(clean.device)
+    batch = first.sampling.batch
+    pixels, cleans, strengths = [], [], []
+    for request in requests:
+        pixels.append(pad_array(request.image.pixels, padded_h, padded_w))
+        cleans.append(codec.encode(pixels[-1], plan.vae_tile, plan.vae_overlap))
+        padded_map = pad_array(request.strength.values, padded_h, padded_w)
+        strengths.append(latent_strength(padded_map, first.gate.mode, codec.factor))
     del padded_map
-    latent = clean.expand(request.sampling.batch, -1, -1, -1).contiguous()
+    clean = torch.cat(cleans)
+    strength = torch.stack(strengths).to(clean.device) if len(requests) > 1 else strengths[0].to(clean.device)
+    latent = clean.repeat_interleave(batch, dim=0) if batch > 1 else clean
+    prompts = [(request.prompt, request.negative) for request in requests for _ in range(batch)]
+    seeds = [seed for request in requests for seed in request.sampling.seeds()]
+    if strength.ndim == 3 and batch > 1:
+        strength = strength.repeat_interleave(batch, dim=0)
     result, stats = sample_latents(
-        model, latent, prompt=request.prompt, negative=request.negative, size=request.size,
-        sampling=request.sampling, tiling=request.tiling, plan=plan, strength=strength, gate=request.gate,
-        callback=callback)
-    del latent
+        model, latent, prompts=prompts, size=first.size, sampling=first.sampling, seeds=seeds,
+        tiling=first.tiling, plan=plan, strength=strength, gate=first.gate, callback=callback)
+    del latent, strength
     release_free_memory()  # the sampler's freed tile activations, before the full-size buffers come
-    decoded = codec.decode(result, plan.vae_tile, plan.vae_overlap)  # uint8 (B, padded H, padded W, 3)
-    opacities, images = None, None
-    if request.output.composite:
-        change = compositing.latent_change(clean, result)
-        opacities, images = _composite_all(pixels[:height, :width], decoded[:, :height, :width],
-                                           request.strength.values, change, (padded_h, padded_w),
-                                           request.output.alpha)
-    del pixels
-    generated = [Image.fromarray(np.ascontiguousarray(item[:height, :width])) for item in decoded]
-    del decoded
-    settings = {**model_record(model), **(record or request.record()), "tiles": stats["tiles"]}
-    stats["seconds"] = time.perf_counter() - started
-    return RunResult(images or generated, opacities, generated, settings, stats)
+    decoded = codec.decode(result, plan.vae_tile, plan.vae_overlap)  # uint8 (items, padded H, padded W, 3)
+    stats["group_items"] = len(prompts)
+    results = []
+    for index, request in enumerate(requests):
+        items = slice(index * batch, (index + 1) * batch)
+        item_decoded = decoded[items]
+        opacities, images = None, None
+        if request.output.composite:
+            change = compositing.latent_change(cleans[index], result[items])
+            opacities, images = _composite_all(
+                pixels[index][:height, :width], item_decoded[:, :height, :width], request.strength.values,
+                change, (padded_h, padded_w), request.output.alpha)
+        pixels[index] = None
+        generated = [Image.fromarray(np.ascontiguousarray(item[:height, :width])) for item in item_decoded]
+        record = records[index] if records and records[index] is not None else request.record()
+        settings = {**model_record(model), **record, "tiles": stats["tiles"]}
+        results.append(RunResult(images or generated, opacities, generated, settings, dict(stats)))
+    seconds = time.perf_counter() - started
+    for item in results:
+        item.stats["seconds"] = seconds
+    return results
 
 
 def edit(image, strength_map, prompt: str, *, model, negative: str = "", callback=None,

@@ -26,7 +26,7 @@ def run_generate(request: GenerateRequest, model, *, callback=None) -> RunResult
                        factor=codec.factor)
     latent_hw = (padded_h // codec.factor, padded_w // codec.factor)
     latent = torch.zeros((request.sampling.batch, model.latent_channels, *latent_hw), device=model.device)
-    result, stats = sample_latents(model, latent, prompt=request.prompt, negative=request.negative,
+    result, stats = sample_latents(model, latent, prompts=[(request.prompt, request.negative)],
                                    size=request.size, sampling=request.sampling, tiling=request.tiling,
                                    plan=plan, callback=callback)
     decoded = codec.decode(result, plan.vae_tile, plan.vae_overlap)

@@ -11,6 +11,7 @@ import torch
 import diffdiff
 
 from ..errors import DiffdiffError
+from ..models.conditioning import Conditioning, stack_conditionings
 from ..request import Gate, Sampling, Tiling
 from ..sampling import sample
 from .step_cost import step_costs, weighted
@@ -38,18 +39,31 @@ def model_record(model) -> dict:
             "family": model.family, "version": diffdiff.__version__}
 
 
-def sample_latents(model, latent: torch.Tensor, *, prompt: str, negative: str, size: tuple[int, int],
+def encode_prompts(model, prompts: list[tuple[str, str]], size: tuple[int, int]) -> Conditioning:
+    """The conditioning of (prompt, negative) pairs: batch 1 when all pairs are the same (it is expanded to
+    the latent's batch later), else one row per pair, each distinct pair encoded once."""
+    width, height = size
+    encoded = {pair: model.encode_prompt(*pair, width=width, height=height, batch=1)
+               for pair in dict.fromkeys(prompts)}
+    if len(encoded) == 1:
+        return next(iter(encoded.values()))
+    return stack_conditionings([encoded[pair] for pair in prompts])
+
+
+def sample_latents(model, latent: torch.Tensor, *, prompts: list[tuple[str, str]], size: tuple[int, int],
                    sampling: Sampling, tiling: Tiling, plan: TilingPlan, strength: torch.Tensor | None = None,
-                   gate: Gate | None = None, callback=None) -> tuple[torch.Tensor, dict]:
-    """Denoise `latent` (B, C, h, w); with a latent-grid `strength` map through the `gate`.
+                   gate: Gate | None = None, seeds: list[int] | None = None,
+                   callback=None) -> tuple[torch.Tensor, dict]:
+    """Denoise `latent` (B, C, h, w); with a latent-grid `strength` map ((h, w) or (B, h, w)) through the
+    `gate`. `prompts`: one (prompt, negative) pair for all items, or one per item; `seeds`: one per item
+    (default: the sampling's seed + k).
 
     Returns the result latent and the counts: `steps`, `sampler_calls` (calls of the gated denoiser,
     skipped ones included), `network_calls` (batched network calls made), `tiles`, `tile_evaluations`
     (per image: the whole image counts as one tile when untiled) and `tile_evaluations_without_skip`
     (sampler calls × tiles).
     """
-    width, height = size
-    conditioning = model.encode_prompt(prompt, negative, width=width, height=height, batch=1)
+    conditioning = encode_prompts(model, prompts, size)
     network = NetworkCalls(FiniteGuard(model.denoiser(conditioning, sampling.cfg)))
     denoiser, tile_count = wrap_denoiser(network, plan, tuple(latent.shape[-2:]), blend=tiling.blend,
                                          tile_batch=tiling.tile_batch, seed=sampling.seed)
@@ -58,10 +72,14 @@ def sample_latents(model, latent: torch.Tensor, *, prompt: str, negative: str, s
         gate_arguments = {"strength_map": strength, "gate": gate.mode, "gate_strength": gate.strength}
         if callback is not None:
             tiles = denoiser.tiles if tile_count > 1 and tiling.blend != "spot" else None
-            callback = weighted(callback, step_costs(model.model_sampling, sampling, gate, strength, tiles))
+            union = strength.amax(0) if strength.ndim == 3 else strength  # a step costs if any item is active
+            callback = weighted(callback, step_costs(model.model_sampling, sampling, gate, union, tiles))
+    arguments = sampling.sampler_arguments()
+    if seeds is not None:
+        arguments["seed"] = list(seeds)
     counts: dict = {}
     with torch.no_grad():
-        result = sample(denoiser, latent, model_sampling=model.model_sampling, **sampling.sampler_arguments(),
+        result = sample(denoiser, latent, model_sampling=model.model_sampling, **arguments,
                         **gate_arguments, callback=callback, skip=True, stats=counts)
     sampler_calls = int(counts["network_calls_without_skip"])
     evaluations = denoiser.tile_calls / latent.shape[0] if tile_count > 1 else counts["network_calls"]

@@ -1,0 +1,131 @@
+"""What a batch worker does, the same in the local runner and in a Ray actor: plan the jobs into groups
+that share one sampling run, read a group's inputs, run it, and write each wanted output atomically with
+its job key in the PNG's settings. A group is a function of the job list alone, so a job's bytes do not
+depend on which run (first, resumed, local or Ray) makes them."""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import DiffdiffError
+from ..imageio import SETTINGS_CHUNK, read_png_text
+from ..pipeline.editing import group_key, run_edits
+from ..request import EditRequest
+from ..request.requests import split_keywords
+from .jobs import Job
+
+DEFAULT_GROUP_SIZE = 4  # edits sampled together; bigger groups cost memory for little speed on a CPU
+
+
+def plan_groups(jobs: list[Job], group_size: int = DEFAULT_GROUP_SIZE) -> list[list[Job]]:
+    """Jobs of one model and group key, in manifest order, cut into groups of at most `group_size`; groups
+    of one model follow each other, so each model loads once."""
+    buckets: dict[tuple, list[Job]] = {}
+    for job in jobs:
+        parts = split_keywords(job.options, *EditRequest.OPTION_GROUPS)
+        buckets.setdefault((job.model, group_key(job.size, *parts)), []).append(job)
+    groups = [bucket[start:start + group_size] for bucket in buckets.values()
+              for start in range(0, len(bucket), group_size)]
+    order = {model: index for index, model in enumerate(dict.fromkeys(job.model for job in jobs))}
+    return sorted(groups, key=lambda group: order[group[0].model])  # stable: manifest order within a model
+
+
+def written_by(path: Path, key: str) -> bool:
+    """Whether the PNG at `path` is the output of the job with `key` (its settings carry the key)."""
+    try:
+        return json.loads(read_png_text(path).get(SETTINGS_CHUNK, "{}")).get("job") == key
+    except (OSError, ValueError, DiffdiffError):
+        return False
+
+
+def one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if isinstance(exc, (DiffdiffError, OSError, ValueError)) else f"{type(exc).__name__}: {text}"
+
+
+@dataclass
+class Outcome:
+    """A job's end in this run: `error` None when its output was written."""
+
+    key: str
+    error: str | None
+    seconds: float
+
+
+@dataclass
+class Prepared:
+    """A group's requests (read and checked) and the jobs whose inputs failed to read."""
+
+    jobs: list[Job]
+    requests: list[EditRequest]
+    failures: list[Outcome] = field(default_factory=list)
+
+
+def prepare_group(group: list[Job]) -> Prepared:
+    """Read every job's image and map now (a reader thread does this for the next group while the current
+    one samples)."""
+    prepared = Prepared([], [])
+    for job in group:
+        try:
+            prepared.requests.append(job.request())
+            prepared.jobs.append(job)
+        except Exception as exc:  # noqa: BLE001 - a bad input fails its job, not the batch
+            prepared.failures.append(Outcome(job.key, one_line(exc), 0.0))
+    return prepared
+
+
+def execute_group(prepared: Prepared, model, folder: Path, wanted: set[str]) -> tuple[list[Outcome], dict]:
+    """Sample the prepared group together and write the outputs of the jobs in `wanted` (the others of the
+    group are done already and only keep the group whole). Returns the wanted jobs' outcomes and the run's
+    counts."""
+    outcomes = [failure for failure in prepared.failures if failure.key in wanted]
+    if not prepared.requests:
+        return outcomes, {}
+    started = time.perf_counter()
+    try:
+        results = run_edits(prepared.requests, model)
+    except Exception as exc:  # noqa: BLE001 - the group's jobs fail with the reason; the batch goes on
+        if not isinstance(exc, DiffdiffError):
+            traceback.print_exc()
+        error = one_line(exc)
+        return outcomes + [Outcome(job.key, error, 0.0) for job in prepared.jobs if job.key in wanted], {}
+    seconds = (time.perf_counter() - started) / len(results)
+    for job, result in zip(prepared.jobs, results):
+        if job.key not in wanted:
+            continue
+        result.settings["job"] = job.key
+        try:
+            result.save(folder / job.output)
+            outcomes.append(Outcome(job.key, None, seconds))
+        except Exception as exc:  # noqa: BLE001
+            # a worker of a killed run may have written it meanwhile: the same job's output is success
+            done = written_by(folder / job.output, job.key)
+            outcomes.append(Outcome(job.key, None if done else one_line(exc), seconds))
+    return outcomes, results[0].stats
+
+
+class ModelCache:
+    """Loads a model on first use and keeps the last one (groups of one model come together); a model that
+    failed to load fails again at once, with the same message."""
+
+    def __init__(self, load):
+        self.load = load  # path -> LoadedModel
+        self.path, self.model, self.error, self.loads, self.seconds = None, None, None, 0, 0.0
+
+    def get(self, path: str):
+        if path != self.path:
+            self.model, self.error, self.path = None, None, path
+            started = time.perf_counter()
+            try:
+                self.model = self.load(path)
+            except Exception as exc:  # noqa: BLE001 - kept, and raised for each group of this model
+                self.error = DiffdiffError(f"model {path}: {one_line(exc)}")
+            self.loads += 1
+            self.seconds += time.perf_counter() - started
+        if self.error is not None:
+            raise self.error
+        return self.model
