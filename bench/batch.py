@@ -1,8 +1,9 @@
-"""Batch throughput: the same edits run three ways, side by side in one run — one `diffdiff edit` process per
-job (each loads the model), the local batch runner (one process, the model loaded once, groups sampled
-together, the next group read while one samples), and the Ray runner on a local Ray instance with 2 CPUs and
-2 single-thread workers. Reports images per second, each way's ratio to the per-process way, and the share of
-the time spent starting up and loading the model. Figures are reported, never asserted.
+"""Batch throughput: the same edits run four ways, side by side in one run — one `diffdiff edit` process per
+job (each loads the model), the local batch runner (one process, the model loaded once, the next group read
+while one samples) with groups of 1 and of 4 edits sampled together, and the Ray runner on a local Ray
+instance with 2 CPUs and 2 single-thread workers (groups of 1). Reports images per second, each way's ratio
+to the per-process way, and the share of the time spent starting up and loading the model. Figures are
+reported, never asserted.
 
 Jobs: held-out demo scenes (`diffdiff.demo.scenes`, seeds ≥ 10,000,000) at SIZE², each with a vertical ramp
 map recipe (1 at the top, 0 at the bottom), alternating prompts "a night sky with stars" / "a sunset sky",
@@ -179,17 +180,19 @@ def main() -> None:
         manifest = make_jobs(work, args.jobs, args.size)
         rows = {
             "one process per job": per_process(manifest, args.model, args.steps, work / "edit"),
-            "local runner": batch(manifest, args.model, args.steps, work / "local", []),
+            "local runner, groups of 1": batch(manifest, args.model, args.steps, work / "local-1",
+                                               ["--group-size", "1"]),
+            "local runner, groups of 4": batch(manifest, args.model, args.steps, work / "local", []),
         }
         if not args.skip_ray:
             address, env = ray_head()
             try:
-                rows["Ray runner (2 workers)"] = batch(
+                rows["Ray, 2 workers, groups of 1"] = batch(
                     manifest,
                     args.model,
                     args.steps,
                     work / "ray",
-                    ["--ray", address, "--workers", "2", "--threads", "1"],
+                    ["--ray", address, "--workers", "2", "--threads", "1", "--group-size", "1"],
                     env,
                 )
             finally:

@@ -41,9 +41,10 @@ def make_job_files(root: Path, count: int, *, seed: int = 0) -> Path:
 
 
 def batch_command(manifest: Path, output: Path, *extra: str) -> list[str]:
+    """Groups of 4 (the CPU's default is 1), so that resuming a partly written group is exercised too."""
     return [sys.executable, "-m", "diffdiff", "batch", str(manifest), "-o", str(output),
-            "--model", str(manifest.parent / "tiny.safetensors"), "--steps", "6", "--threads", "1", "--quiet",
-            *extra]
+            "--model", str(manifest.parent / "tiny.safetensors"), "--steps", "6", "--threads", "1",
+            "--group-size", "4", "--quiet", *extra]
 
 
 def run_batch(manifest: Path, output: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -56,6 +57,11 @@ def ledger_rows(output: Path) -> dict[str, tuple[str, str]]:
     with sqlite3.connect(output / LEDGER_NAME) as db:
         return {name: (state, source) for name, state, source in
                 db.execute("SELECT output, state, source FROM jobs")}
+
+
+def outputs_in(folder: Path) -> list[str]:
+    """The finished outputs' names (not the hidden temporary files of writes in progress)."""
+    return sorted(name for name in os.listdir(folder) if name.endswith(".png") and not name.startswith("."))
 
 
 def pngs(folder: Path) -> dict[str, bytes]:

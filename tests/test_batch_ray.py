@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from batch_files import batch_command, ledger_rows, leftovers, make_job_files, pngs, run_batch
+from batch_files import batch_command, ledger_rows, leftovers, make_job_files, outputs_in, pngs, run_batch
 
 JOBS = 12
 
@@ -58,11 +58,11 @@ def test_ray_gives_the_local_runners_bytes_and_resumes_after_its_driver_is_kille
     output = tmp_path / "resumed"
     driver = subprocess.Popen(batch_command(manifest, output, "--ray", cluster, "--workers", "2"),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    while driver.poll() is None and len(pngs(output) if output.is_dir() else {}) < 3:
+    while driver.poll() is None and len(outputs_in(output) if output.is_dir() else []) < 3:
         time.sleep(0.01)
     driver.send_signal(signal.SIGKILL)
     driver.wait()
-    assert 0 < len(pngs(output)) < JOBS, "the driver was not killed mid-batch; the test proved nothing"
+    assert 0 < len(outputs_in(output)) < JOBS, "the driver was not killed mid-batch; the test proved nothing"
     time.sleep(5)  # Ray ends the dead driver's workers
     resumed = run_batch(manifest, output, "--ray", cluster, "--workers", "2")
     assert resumed.returncode == 0, resumed.stderr

@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 import pytest
-from batch_files import batch_command, ledger_rows, leftovers, make_job_files, pngs, run_batch
+from batch_files import batch_command, ledger_rows, leftovers, make_job_files, outputs_in, pngs, run_batch
 
 from diffdiff.batch.ledger import Ledger
 from diffdiff.errors import DiffdiffError
@@ -39,7 +39,7 @@ def _kill_when(command: list[str], outputs, count: int) -> None:
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         while process.poll() is None:
-            if outputs.is_dir() and len(pngs(outputs)) >= count:
+            if outputs.is_dir() and len(outputs_in(outputs)) >= count:
                 break
             time.sleep(0.005)
     finally:
@@ -54,7 +54,7 @@ def test_killed_five_times_every_job_ends_with_exactly_one_output(manifest, refe
     targets = np.sort(rng.choice(np.arange(1, JOBS - 2), size=KILLS, replace=False))
     for target in targets:
         _kill_when(batch_command(manifest, output), output, int(target))
-    killed_at = len(pngs(output))
+    killed_at = len(outputs_in(output))
     assert killed_at < JOBS, "the last kill came after the batch ended; the test proved nothing"
     done = run_batch(manifest, output)
     assert done.returncode == 0, done.stderr

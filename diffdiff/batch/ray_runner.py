@@ -12,9 +12,10 @@ import socket
 
 from ..errors import DiffdiffError
 from .jobs import Job
-from .work import ModelCache, Outcome, execute_group, prepare_group
+from .work import ModelCache, Outcome, execute_group, group_counts, prepare_group
 
 CPU_THREADS_ON_RAY = 1  # torch threads per actor unless --threads says otherwise
+COUNT_COLUMNS = ("network_calls", "calls_saved", "model_loads", "load_seconds")
 
 
 class GroupWorker:
@@ -30,28 +31,29 @@ class GroupWorker:
         self.cache = ModelCache(lambda path: load_model(path, **load_options))
 
     def __call__(self, batch: dict) -> dict:
+        """One row per wanted job; the group's counts (and this call's model loads) ride on its first row."""
         from pathlib import Path
 
-        columns = {"key": [], "error": [], "seconds": [], "network_calls": [], "calls_saved": [],
-                   "peak_rss_mb": []}
+        columns = {name: [] for name in ("key", "error", "seconds", *COUNT_COLUMNS, "peak_rss_mb")}
         for jobs_text, wanted_text in zip(batch["jobs"], batch["wanted"]):
             group = [Job.from_dict(values) for values in json.loads(jobs_text)]
             wanted = set(json.loads(wanted_text))
+            loads, load_seconds = self.cache.loads, self.cache.seconds
             try:
                 model = self.cache.get(group[0].model)
             except DiffdiffError as exc:
-                outcomes, stats = [Outcome(key, str(exc), 0.0) for key in sorted(wanted)], {}
+                outcomes, counts = [Outcome(key, str(exc), 0.0) for key in sorted(wanted)], group_counts({})
             else:
-                outcomes, stats = execute_group(prepare_group(group), model, Path(self.folder), wanted)
+                outcomes, counts = execute_group(prepare_group(group), model, Path(self.folder), wanted)
+            counts["model_loads"] = self.cache.loads - loads
+            counts["load_seconds"] = self.cache.seconds - load_seconds
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kB
             for index, outcome in enumerate(outcomes):
-                first = index == 0  # the group's counts go with its first row
                 columns["key"].append(outcome.key)
                 columns["error"].append(outcome.error or "")
                 columns["seconds"].append(outcome.seconds)
-                columns["network_calls"].append(stats.get("network_calls", 0) if first else 0)
-                saved = stats.get("tile_evaluations_without_skip", 0) - stats.get("tile_evaluations", 0)
-                columns["calls_saved"].append(saved if first else 0)
+                for name in COUNT_COLUMNS:
+                    columns[name].append(counts[name] if index == 0 else 0)
                 columns["peak_rss_mb"].append(peak)
         return columns
 
@@ -110,7 +112,7 @@ def run_on_ray(groups: list[list[Job]], pending: set[str], settings, start, fini
     peak = 0.0
     for row in results.iter_rows():
         outcome = Outcome(row["key"], row["error"] or None, float(row["seconds"]))
-        finished([outcome], {"network_calls": int(row["network_calls"]),
-                             "tile_evaluations_without_skip": int(row["calls_saved"])})
+        finished([outcome], {name: float(row[name]) if name == "load_seconds" else int(row[name])
+                             for name in COUNT_COLUMNS})
         peak = max(peak, float(row["peak_rss_mb"]))
     summary.worker_peak_rss_mb = round(peak)

@@ -11,13 +11,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import DiffdiffError
+from ..models.device import resolve_device
 from .jobs import Job
 from .ledger import Ledger
 from .work import (
-    DEFAULT_GROUP_SIZE,
     ModelCache,
     Outcome,
+    default_group_size,
     execute_group,
+    group_counts,
     plan_groups,
     prepare_group,
     written_by,
@@ -26,12 +28,13 @@ from .work import (
 
 @dataclass
 class BatchSettings:
-    """How to run: the output `folder`, `group_size`, whether to `retry_failed`, the model loading keywords
+    """How to run: the output `folder`, `group_size` (None: by device, see `default_group_size`), whether to
+    `retry_failed`, the model loading keywords
     (`load_options`, for `diffdiff.models.load_model`), Ray's address (None: run here), its worker count
     and the CPU threads of each worker (None: torch's default here, 1 on Ray)."""
 
     folder: Path
-    group_size: int = DEFAULT_GROUP_SIZE
+    group_size: int | None = None
     retry_failed: bool = False
     load_options: dict = field(default_factory=dict)
     ray: str | None = None
@@ -43,7 +46,8 @@ class BatchSettings:
 @dataclass
 class Summary:
     """What a batch run did. `skipped`: done before; `failed_before`: failed before and not retried;
-    `network_calls_saved`: tile evaluations the strength-map gate skipped."""
+    `network_calls_saved`: network evaluations (of an image or a tile) that skipping idle steps and tiles
+    saved, summed over the images."""
 
     jobs: int = 0
     done: int = 0
@@ -115,7 +119,9 @@ def run_batch(jobs: list[Job], settings: BatchSettings) -> Summary:
     with Ledger(folder) as ledger:
         remove_temporaries(folder, jobs)
         pending = reconcile(jobs, folder, ledger, settings.retry_failed, summary)
-        groups = [group for group in plan_groups(jobs, settings.group_size)
+        group_size = settings.group_size or default_group_size(resolve_device(settings.load_options.get(
+            "device", "auto")))
+        groups = [group for group in plan_groups(jobs, group_size)
                   if any(job.key in pending for job in group)]
         summary.groups = len(groups)
         from tqdm import tqdm
@@ -124,7 +130,7 @@ def run_batch(jobs: list[Job], settings: BatchSettings) -> Summary:
         with tqdm(total=len(pending), unit="job", disable=settings.quiet or not pending, file=sys.stderr,
                   dynamic_ncols=True) as bar:
 
-            def finished(outcomes: list[Outcome], stats: dict) -> None:
+            def finished(outcomes: list[Outcome], counts: dict) -> None:
                 for outcome in outcomes:
                     ledger.finish(outcome.key, outcome.error, outcome.seconds)
                     if outcome.error:
@@ -132,9 +138,10 @@ def run_batch(jobs: list[Job], settings: BatchSettings) -> Summary:
                         summary.failures.append(f"{where[outcome.key]}: {outcome.error}")
                     else:
                         summary.done += 1
-                summary.network_calls += stats.get("network_calls", 0)
-                summary.network_calls_saved += (stats.get("tile_evaluations_without_skip", 0)
-                                                - stats.get("tile_evaluations", 0))
+                summary.network_calls += counts.get("network_calls", 0)
+                summary.network_calls_saved += counts.get("calls_saved", 0)
+                summary.model_loads += counts.get("model_loads", 0)  # Ray's workers (the local cache: below)
+                summary.model_load_seconds += counts.get("load_seconds", 0.0)
                 bar.update(len(outcomes))
 
             if settings.ray:
@@ -170,7 +177,7 @@ def run_here(groups: list[list[Job]], pending: set[str], settings: BatchSettings
             try:
                 model = cache.get(group[0].model)
             except DiffdiffError as exc:
-                finished([Outcome(key, str(exc), 0.0) for key in sorted(wanted)], {})
+                finished([Outcome(key, str(exc), 0.0) for key in sorted(wanted)], group_counts({}))
                 continue
             finished(*execute_group(prepared, model, settings.folder, wanted))
     summary.model_loads, summary.model_load_seconds = cache.loads, cache.seconds

@@ -18,10 +18,16 @@ from ..request import EditRequest
 from ..request.requests import split_keywords
 from .jobs import Job
 
-DEFAULT_GROUP_SIZE = 4  # edits sampled together; bigger groups cost memory for little speed on a CPU
+GROUP_SIZE_ON_CPU = 1  # bench/batch.py, 2 cores: groups of 4 gained nothing measurable, and cost memory
+GROUP_SIZE_ON_GPU = 4  # edits sampled together fill a GPU better (not measured here: no GPU was at hand)
 
 
-def plan_groups(jobs: list[Job], group_size: int = DEFAULT_GROUP_SIZE) -> list[list[Job]]:
+def default_group_size(device) -> int:
+    """Edits sampled together on `device` (a torch.device) when the user does not say."""
+    return GROUP_SIZE_ON_CPU if device.type == "cpu" else GROUP_SIZE_ON_GPU
+
+
+def plan_groups(jobs: list[Job], group_size: int) -> list[list[Job]]:
     """Jobs of one model and group key, in manifest order, cut into groups of at most `group_size`; groups
     of one model follow each other, so each model loads once."""
     buckets: dict[tuple, list[Job]] = {}
@@ -78,13 +84,21 @@ def prepare_group(group: list[Job]) -> Prepared:
     return prepared
 
 
+def group_counts(stats: dict) -> dict:
+    """A group run's counts for the batch summary: its network calls, and the network evaluations (of the
+    whole image or of a tile) that skipping idle steps and tiles saved, summed over the group's images."""
+    saved = stats.get("tile_evaluations_without_skip", 0) - stats.get("tile_evaluations", 0)
+    images = stats.get("group_items", 0)
+    return {"network_calls": stats.get("network_calls", 0), "calls_saved": saved * images}
+
+
 def execute_group(prepared: Prepared, model, folder: Path, wanted: set[str]) -> tuple[list[Outcome], dict]:
     """Sample the prepared group together and write the outputs of the jobs in `wanted` (the others of the
     group are done already and only keep the group whole). Returns the wanted jobs' outcomes and the run's
-    counts."""
+    `group_counts`."""
     outcomes = [failure for failure in prepared.failures if failure.key in wanted]
     if not prepared.requests:
-        return outcomes, {}
+        return outcomes, group_counts({})
     started = time.perf_counter()
     try:
         results = run_edits(prepared.requests, model)
@@ -92,7 +106,8 @@ def execute_group(prepared: Prepared, model, folder: Path, wanted: set[str]) -> 
         if not isinstance(exc, DiffdiffError):
             traceback.print_exc()
         error = one_line(exc)
-        return outcomes + [Outcome(job.key, error, 0.0) for job in prepared.jobs if job.key in wanted], {}
+        failed = [Outcome(job.key, error, 0.0) for job in prepared.jobs if job.key in wanted]
+        return outcomes + failed, group_counts({})
     seconds = (time.perf_counter() - started) / len(results)
     for job, result in zip(prepared.jobs, results):
         if job.key not in wanted:
@@ -105,7 +120,7 @@ def execute_group(prepared: Prepared, model, folder: Path, wanted: set[str]) -> 
             # a worker of a killed run may have written it meanwhile: the same job's output is success
             done = written_by(folder / job.output, job.key)
             outcomes.append(Outcome(job.key, None if done else one_line(exc), seconds))
-    return outcomes, results[0].stats
+    return outcomes, group_counts(results[0].stats)
 
 
 class ModelCache:

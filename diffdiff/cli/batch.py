@@ -22,7 +22,7 @@ EXIT_SOME_FAILED = 1
 
 
 def register(subparsers) -> None:
-    from diffdiff.batch.work import DEFAULT_GROUP_SIZE
+    from diffdiff.batch.work import GROUP_SIZE_ON_CPU, GROUP_SIZE_ON_GPU
 
     batch = subparsers.add_parser(
         "batch", help="run many edits from a manifest or image/map folders; resumable",
@@ -40,8 +40,9 @@ def register(subparsers) -> None:
     batch.add_argument("--prompt", help="prompt of every line that gives none")
     batch.add_argument("--negative", default="", help="negative prompt of every line that gives none")
     run = batch.add_argument_group("running")
-    run.add_argument("--group-size", type=int, default=DEFAULT_GROUP_SIZE,
-                     help="edits of one size and settings sampled together")
+    run.add_argument("--group-size", default="auto",
+                     help=f"edits of one size and settings sampled together; auto: {GROUP_SIZE_ON_CPU} on "
+                          f"the CPU, {GROUP_SIZE_ON_GPU} on a GPU")
     run.add_argument("--retry-failed", action="store_true", help="run again the jobs that failed before")
     run.add_argument("--ray", metavar="auto|ADDRESS|local",
                      help="run on a Ray cluster (auto: the one this machine is part of; local: start one "
@@ -106,7 +107,8 @@ def run_batch_verb(args) -> int:
         raise DiffdiffError("give the output folder with -o DIR")
     if Path(args.output).exists() and not Path(args.output).is_dir():
         raise DiffdiffError(f"output {args.output} is a file, not a folder")
-    group_size = checks.count(args.group_size, "group size", 1, 64)
+    group_size = None if args.group_size == "auto" else checks.count(
+        int(args.group_size) if args.group_size.isdigit() else args.group_size, "group size", 1, 64)
     workers = checks.count(args.workers, "workers", 1, 1024)
     threads = checks.count(args.threads, "threads", 1, 1024) if args.threads is not None else None
     if args.stats:
