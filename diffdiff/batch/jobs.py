@@ -12,21 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DiffdiffError
+from ..models.loaded import file_sha256
 from ..request import EditRequest, StrengthMap, read_picture
 from ..request.parts import keywords_of
 from ..request.requests import split_keywords
 from .recipes import make_map, recipe_text
 
-KEY_LENGTH = 64  # hex digits of sha256
-NAME_KEY_DIGITS = 12  # of them in a derived output name
-
-
-def file_digest(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
+NAME_KEY_DIGITS = 12  # hex digits of the key in a derived output name
 
 
 @dataclass(frozen=True)
@@ -87,10 +79,10 @@ def content_key(image: str, strength, prompt: str, negative: str, options: dict,
     if isinstance(strength, list):
         map_identity = "recipe:" + recipe_text(strength)
     elif isinstance(strength, str):
-        map_identity = "file:" + file_digest(strength)
+        map_identity = "file:" + file_sha256(strength)
     else:
         map_identity = f"constant:{float(strength)!r}"
-    document = {"image": file_digest(image), "map": map_identity, "prompt": prompt, "negative": negative,
+    document = {"image": file_sha256(image), "map": map_identity, "prompt": prompt, "negative": negative,
                 "options": options, "model": model_identity}
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
 

@@ -69,9 +69,6 @@ class Ledger:
         rows = self._db.execute("SELECT key, state, error FROM jobs")
         return {key: (state, error) for key, state, error in rows}
 
-    def counts(self) -> dict[str, int]:
-        return dict(self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall())
-
     def start(self, jobs) -> None:
         """Mark `jobs` running (one more attempt each), in one transaction."""
         now = time.time()

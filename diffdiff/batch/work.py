@@ -11,7 +11,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import DiffdiffError
+from ..errors import DiffdiffError, one_line
 from ..imageio import SETTINGS_CHUNK, read_png_text
 from ..pipeline.editing import group_key, run_edits
 from ..request import EditRequest
@@ -46,11 +46,6 @@ def written_by(path: Path, key: str) -> bool:
         return json.loads(read_png_text(path).get(SETTINGS_CHUNK, "{}")).get("job") == key
     except (OSError, ValueError, DiffdiffError):
         return False
-
-
-def one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if isinstance(exc, (DiffdiffError, OSError, ValueError)) else f"{type(exc).__name__}: {text}"
 
 
 @dataclass

@@ -47,13 +47,6 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _message(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    if isinstance(exc, (ValueError, OSError, KeyError)) or type(exc).__module__.startswith("diffdiff"):
-        return text
-    return f"{type(exc).__name__}: {text}"
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
@@ -77,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException as exc:  # noqa: BLE001 - the CLI's contract: one line, never a traceback
         if debug:
             traceback.print_exc()
-        print(f"error: {_message(exc)}", file=sys.stderr)
+        from diffdiff.errors import one_line
+
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
 
 

@@ -17,13 +17,18 @@ def _model_sampling(family: str):
     return model_sampling(family)
 
 
-def file_short_hash(path: Path, chunk: int = 1 << 20) -> str:
-    """A1111's short model hash: the first 10 hex digits of the file's sha256."""
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """The sha256 of a file's bytes, in hex, read in chunks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while block := handle.read(chunk):
             digest.update(block)
-    return digest.hexdigest()[:10]
+    return digest.hexdigest()
+
+
+def file_short_hash(path: Path) -> str:
+    """A1111's short model hash: the first 10 hex digits of the file's sha256."""
+    return file_sha256(path)[:10]
 
 
 class LoadedModel:
