@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,8 +97,6 @@ def execute_group(prepared: Prepared, model, folder: Path, wanted: set[str]) -> 
     try:
         results = run_edits(prepared.requests, model)
     except Exception as exc:  # noqa: BLE001 - the group's jobs fail with the reason; the batch goes on
-        if not isinstance(exc, DiffdiffError):
-            traceback.print_exc()
         error = one_line(exc)
         failed = [Outcome(job.key, error, 0.0) for job in prepared.jobs if job.key in wanted]
         return outcomes + failed, group_counts({})
