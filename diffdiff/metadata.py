@@ -35,6 +35,14 @@ def _format_value(value) -> str:
     return text
 
 
+def _hashes(resources: list[dict] | None) -> str | None:
+    """A1111's "name: hash, name: hash" list (names lose their colons and commas, as A1111 writes them)."""
+    if not resources:
+        return None
+    names = [item["name"].replace(":", "").replace(",", "") for item in resources]
+    return ", ".join(f"{name}: {item['hash']}" for name, item in zip(names, resources))
+
+
 def parameters_text(settings: dict) -> str:
     """The A1111 `parameters` text for one image from the pipeline's settings dict (missing keys skipped)."""
     prompt = str(settings.get("prompt", ""))
@@ -52,9 +60,12 @@ def parameters_text(settings: dict) -> str:
         ("Model", settings.get("model")),
         # an upscale's refine strength is its map's mean (exactly S for a uniform --strength S)
         ("Denoising strength", settings.get("mean_strength", settings.get("denoise"))),
+        ("Clip skip", settings.get("clip_skip") if (settings.get("clip_skip") or 1) > 1 else None),
         ("Differential diffusion", settings.get("gate")),
         ("Batch size", settings.get("batch") if (settings.get("batch") or 1) > 1 else None),
         ("Tiles", settings.get("tiles") if (settings.get("tiles") or 1) > 1 else None),
+        ("Lora hashes", _hashes(settings.get("loras"))),
+        ("TI hashes", _hashes(settings.get("embeddings"))),
         ("Version", f"diffdiff {settings['version']}" if settings.get("version") else None),
     ]
     lines.append(", ".join(f"{key}: {_format_value(value)}" for key, value in fields if value is not None))

@@ -6,6 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 from batch_files import ledger_rows, make_job_files, pngs, run_batch
 from PIL import Image
 
@@ -148,3 +149,29 @@ def test_example_and_usage_errors_at_the_command_line(capsys, tmp_path):
     assert "give a manifest or --images DIR --maps DIR" in capsys.readouterr().err
     assert main(["batch", "-o", str(tmp_path), "--images", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == "error: --images and --maps go together"
+
+
+def test_a_lora_by_flag_or_tag_and_its_bytes_are_part_of_the_key(root, tmp_path):
+    from safetensors.torch import save_file
+
+    (tmp_path / "loras").mkdir()
+    lora = tmp_path / "loras" / "ink.safetensors"
+
+    def write_lora(value):
+        stem = "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn1_to_q"
+        save_file({f"{stem}.lora_down.weight": torch.full((2, 64), value),
+                   f"{stem}.lora_up.weight": torch.full((64, 2), value)}, str(lora))
+
+    write_lora(0.1)
+    base = {"image": str(root / "images/0.png"), "map": str(root / "maps/0.png"), "prompt": "a"}
+    lines = [base, {**base, "lora": [f"{lora}:0.5"]}, {**base, "lora": [f"{lora}:0.6"]},
+             {**base, "prompt": "a <lora:ink:0.5>", "lora_dir": str(tmp_path / "loras")},
+             {**base, "prompt": "a <lora:gone:0.5>", "lora_dir": str(tmp_path / "loras")}]
+    manifest = tmp_path / "loras.jsonl"
+    manifest.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    found = read_manifest(manifest, defaults(root))
+    assert len({job.key for job in found.jobs}) == 4
+    assert len(found.errors) == 1 and "gone" in found.errors[0] and "line 5" in found.errors[0]
+    write_lora(0.2)  # the same name and weights, other bytes: another job
+    again = read_manifest(manifest, defaults(root))
+    assert [a.key == b.key for a, b in zip(found.jobs, again.jobs)] == [True, False, False, False]

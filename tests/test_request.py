@@ -39,7 +39,7 @@ IMAGE = Image.new("RGB", (40, 24), (10, 20, 30))
     ({"overlap": 12}, "multiple of 8"),
     ({"tile": 64, "overlap": 64}, "smaller than the tile size"),
     ({"alpha": True, "composite": False}, "drop --no-composite"),
-    ({"steps_count": 3}, "unknown option(s) steps_count; valid options: alpha, batch"),
+    ({"steps_count": 3}, "unknown option(s) steps_count; valid options: allow_pickle, alpha, batch"),
 ])
 def test_bad_options_fail_with_one_line_before_any_image_is_read(options, message):
     with pytest.raises(DiffdiffError, match=None) as caught:

@@ -15,6 +15,7 @@ from ..errors import DiffdiffError
 from ..models.loaded import file_sha256
 from ..request import EditRequest, StrengthMap, read_picture
 from ..request.parts import keywords_of
+from ..request.prompting import Prompting
 from ..request.requests import split_keywords
 from .recipes import make_map, recipe_text
 
@@ -75,7 +76,9 @@ def canonical_options(options: dict) -> dict:
 
 
 def content_key(image: str, strength, prompt: str, negative: str, options: dict, model_identity: str) -> str:
-    """The job's sha256 over its inputs' bytes and its settings."""
+    """The job's sha256 over its inputs' bytes (LoRA and embedding files by their hashes too) and its
+    settings; a LoRA or embedding the prompts name but cannot be found raises its one-line error."""
+    resources = Prompting.from_keywords(dict(options)).record(prompt, negative)
     if isinstance(strength, list):
         map_identity = "recipe:" + recipe_text(strength)
     elif isinstance(strength, str):
@@ -83,7 +86,8 @@ def content_key(image: str, strength, prompt: str, negative: str, options: dict,
     else:
         map_identity = f"constant:{float(strength)!r}"
     document = {"image": file_sha256(image), "map": map_identity, "prompt": prompt, "negative": negative,
-                "options": options, "model": model_identity}
+                "options": options, "model": model_identity,
+                "resources": {"loras": resources["loras"], "embeddings": resources["embeddings"]}}
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
 
 

@@ -32,7 +32,8 @@ def plan_groups(jobs: list[Job], group_size: int) -> list[list[Job]]:
     buckets: dict[tuple, list[Job]] = {}
     for job in jobs:
         parts = split_keywords(job.options, *EditRequest.OPTION_GROUPS)
-        buckets.setdefault((job.model, group_key(job.size, *parts)), []).append(job)
+        loras = parts[-1].loras_for(job.prompt)  # the Prompting part's LoRAs: flags and prompt tags
+        buckets.setdefault((job.model, group_key(job.size, *parts, loras)), []).append(job)
     groups = [bucket[start:start + group_size] for bucket in buckets.values()
               for start in range(0, len(bucket), group_size)]
     order = {model: index for index, model in enumerate(dict.fromkeys(job.model for job in jobs))}

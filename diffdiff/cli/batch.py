@@ -12,6 +12,7 @@ from diffdiff.cli.options import (
     HelpFormatter,
     add_gate_options,
     add_model_options,
+    add_prompt_options,
     add_sampling_options,
     add_tiling_options,
     load_options,
@@ -55,6 +56,7 @@ def register(subparsers) -> None:
     add_gate_options(batch)
     add_sampling_options(batch, denoise=True, batch=False)
     add_tiling_options(batch, tile_help="network tile size in pixels, auto or off")
+    add_prompt_options(batch)
     add_model_options(batch, model_help="model of every line that names none (a checkpoint or a diffusers "
                                         "folder)")
     batch.set_defaults(func=run_batch_verb)

@@ -10,6 +10,7 @@ from diffdiff.cli.options import (
     add_file_options,
     add_gate_options,
     add_model_options,
+    add_prompt_options,
     add_sampling_options,
     add_tiling_options,
     request_keywords,
@@ -32,6 +33,7 @@ def register(subparsers) -> None:
     add_gate_options(edit)
     add_sampling_options(edit, denoise=True)
     add_tiling_options(edit, tile_help=TILE_HELP)
+    add_prompt_options(edit)
     add_model_options(edit)
     add_file_options(edit)
     edit.set_defaults(func=run_edit)
@@ -45,6 +47,7 @@ def register(subparsers) -> None:
     generate.add_argument("--height", type=int, default=512, help="image height in pixels")
     add_sampling_options(generate)
     add_tiling_options(generate, tile_help=TILE_HELP)
+    add_prompt_options(generate)
     add_model_options(generate)
     add_file_options(generate)
     generate.set_defaults(func=run_generate)

@@ -61,6 +61,25 @@ def add_tiling_options(parser: argparse.ArgumentParser, *, tile_help: str):
                             "or off")
 
 
+def add_prompt_options(parser: argparse.ArgumentParser) -> None:
+    from diffdiff.prompts import STYLES
+
+    group = parser.add_argument_group("prompt")
+    group.add_argument("--prompt-style", default="comfy", choices=STYLES,
+                       help="how (text:1.2) weights are read: comfy = ComfyUI's (lerp from the empty "
+                            "prompt), a1111 = A1111's ((text:w) multiplies, [text] divides, mean restored)")
+    group.add_argument("--clip-skip", type=int, metavar="N",
+                       help="text encoder layer to use, counted from the top as A1111 does (1 = last; "
+                            "default 1, SDXL 2)")
+    group.add_argument("--lora", action="append", default=[], metavar="FILE[:WEIGHT[:TEXT_WEIGHT]]",
+                       help="apply a LoRA (repeatable); TEXT_WEIGHT defaults to WEIGHT")
+    group.add_argument("--lora-dir", metavar="DIR",
+                       help="folder where <lora:NAME:WEIGHT> prompt tags are looked up")
+    group.add_argument("--embeddings-dir", metavar="DIR",
+                       help="folder of textual-inversion embeddings (embedding:NAME; with --prompt-style "
+                            "a1111 also the bare file name)")
+
+
 def add_model_options(parser: argparse.ArgumentParser, *, model_help: str | None = None) -> None:
     """The model flags; `model_help` given, --model is optional with that help (a batch line may name it)."""
     group = parser.add_argument_group("model")

@@ -7,6 +7,7 @@ from diffdiff.cli.options import (
     HelpFormatter,
     add_file_options,
     add_model_options,
+    add_prompt_options,
     add_sampling_options,
     add_tiling_options,
     request_keywords,
@@ -37,6 +38,7 @@ def register(subparsers) -> None:
     add_sampling_options(parser, batch=False)
     add_tiling_options(parser, tile_help="network tile size in pixels (multiple of 8); auto = the model's "
                                          "native size")
+    add_prompt_options(parser)
     add_model_options(parser)
     add_file_options(parser, batch=False)
     parser.set_defaults(func=run_upscale)

@@ -7,8 +7,9 @@
   uniformly, x_t = √ᾱ·z + √(1−ᾱ)·ε with offset noise in ε (a per-image, per-channel constant added), squared
   error on ε weighted by min(SNR, 5)/SNR (min-SNR weighting), captions dropped to "" 10 % of the time for
   classifier-free guidance, an exponential moving average of the weights (what is saved).
-The text encoder reads prompts exactly as inference does (`tokenize` with the shipped tokenizer, last hidden
-state). Everything is seeded; on a fixed number of CPU threads the same settings give the same weights.
+The text encoder reads captions as inference reads a short plain prompt (the shipped tokenizer, one padded
+chunk, last hidden state). Everything is seeded; on a fixed number of CPU threads the same settings give
+the same weights.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from dataclasses import dataclass
 
 import torch
 
-from ..models.conditioning import tokenize
 from ..sampling.parametrisation import DiscreteSchedule
 from .data import LatentBatches, VaeBatches
 
@@ -115,8 +115,10 @@ class _Ema:
 
 
 def encode_captions(tokenizer, text_encoder, captions: list[str]) -> torch.Tensor:
-    """Last hidden states of `captions`, tokenised as inference does (77 tokens, padded)."""
-    ids = torch.cat([tokenize(tokenizer, text, what=None) for text in captions])
+    """Last hidden states of `captions`, tokenised as inference reads a short plain prompt (one chunk of 77
+    tokens, padded)."""
+    ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                    return_tensors="pt").input_ids
     return text_encoder(ids).last_hidden_state
 
 

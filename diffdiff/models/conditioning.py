@@ -1,5 +1,8 @@
-"""Prompt → conditioning tensors for SD1.x, SD2.x and SDXL text encoders, as diffusers / A1111 compute them.
+"""Prompt → conditioning tensors for SD1.x, SD2.x and SDXL text encoders, as ComfyUI / A1111 compute them.
 
+The text is read by `diffdiff.prompts` (weights, BREAK, embeddings, LoRA tags removed) into chunks of 77
+tokens, each encoded on its own and joined on the token axis, so prompts have no length limit. By default
+(CLIP skip at the family's default):
 - SD1: CLIP-L's last hidden state (after the final layer norm).
 - SD2: OpenCLIP-H's penultimate layer through the final layer norm. diffusers' SD2 text-encoder config
   keeps 23 of OpenCLIP-H's 24 layers (its converter drops the last), so that is the encoder's
@@ -9,20 +12,28 @@
   crop top 0, crop left 0, target height, width). The negative prompt is encoded like the positive one
   (also when empty, as A1111 and ComfyUI do; diffusers' `force_zeros_for_empty_prompt` is not used).
 
-Prompts longer than the encoder's 77 tokens are truncated (no A1111-style chunking) with one logged warning
-line of our own (logging, logger "diffdiff.models.conditioning"), once per prompt even for SDXL's two
-tokenizers; without a logging setup Python prints just the message to stderr.
+A prompt and its negative of different chunk counts are repeated to a common token length
+(`same_token_length`), so they batch together.
 """
 
 from __future__ import annotations
 
-import logging
+import math
 from dataclasses import dataclass, fields
 
 import torch
 
-logger = logging.getLogger(__name__)
-CUT_SHOWN = 60  # characters of the dropped text quoted in the truncation warning
+from ..prompts.embeddings import EmbeddingLibrary
+
+
+@dataclass(frozen=True)
+class PromptReading:
+    """How prompt text is read: the weighting `style` ("comfy" | "a1111"), `clip_skip` (None = the family's
+    default) and the textual-inversion `embeddings` library (None = none)."""
+
+    style: str = "comfy"
+    clip_skip: int | None = None
+    embeddings: EmbeddingLibrary | None = None
 
 
 @dataclass
@@ -47,61 +58,44 @@ class Conditioning:
         return kwargs
 
 
+def same_token_length(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Hidden states (B, T_i, d) repeated along the token axis to the least common multiple of the T_i, as
+    ComfyUI batches prompts of different chunk counts: cross-attention over a sequence repeated n times
+    equals attention over the sequence itself, so each prompt's result is unchanged."""
+    length = math.lcm(*(tensor.shape[1] for tensor in tensors))
+    return [tensor.repeat(1, length // tensor.shape[1], 1) for tensor in tensors]
+
+
 def stack_conditionings(rows: list[Conditioning]) -> Conditioning:
-    """One conditioning whose item k is `rows[k]` (each of batch 1): the rows joined on the batch axis."""
+    """One conditioning whose item k is `rows[k]` (each of batch 1): the rows joined on the batch axis (the
+    hidden states first brought to one token length)."""
     def joined(name):
         tensors = [getattr(row, name) for row in rows]
-        return None if tensors[0] is None else torch.cat(tensors)
+        if tensors[0] is None:
+            return None
+        if name in ("embeds", "negative_embeds"):
+            tensors = same_token_length(tensors)
+        return torch.cat(tensors)
 
     return Conditioning(*(joined(f.name) for f in fields(Conditioning)))
 
 
-def tokenize(tokenizer, text: str, what: str | None = "prompt") -> torch.Tensor:
-    """Token ids (1, max_length) padded to the tokenizer's length.
+def encode_text(tokenizer, text_encoder, text: str, reading: PromptReading, clip_skip: int, *,
+                encoder_index: int = 0, final_norm: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(hidden states (1, 77·chunks, d), pooled or None) of one prompt through one encoder."""
+    from ..prompts.chunks import chunk_prompt
+    from ..prompts.encoding import encode_chunks
+    from ..prompts.syntax import parse, split_lora_tags
 
-    A text longer than the encoder's window is truncated; unless `what` is None one line is logged (logger
-    "diffdiff.models.conditioning", level WARNING) saying how much of the `what` ("prompt", "negative
-    prompt") was dropped. transformers' own "Token indices sequence length" warning is not shown.
-    """
-    max_length = tokenizer.model_max_length
-    if what is not None:
-        full = tokenizer(text, truncation=False, verbose=False).input_ids  # with start and end tokens
-        if len(full) > max_length:
-            dropped = full[max_length - 1 : -1]  # the content tokens past the window, before the end token
-            cut = " ".join(tokenizer.decode(dropped).split())
-            cut = cut if len(cut) <= CUT_SHOWN else cut[: CUT_SHOWN - 3].rstrip() + "..."
-            logger.warning(
-                "warning: the %s was truncated to %d tokens (the text encoder's limit; it had %d), "
-                "dropping %d: %r", what, max_length, len(full), len(dropped), cut,
-            )
-    ids = tokenizer(text, padding="max_length", max_length=max_length, truncation=True, return_tensors="pt")
-    return ids.input_ids
-
-
-def _device_of(module) -> torch.device:
-    for parameter in module.parameters():
-        return parameter.device
-    return torch.device("cpu")
-
-
-@torch.no_grad()
-def encode_clip(tokenizer, text_encoder, text: str, layer: str = "last",
-                what: str | None = "prompt") -> torch.Tensor:
-    """One prompt, one encoder; layer "last" (last_hidden_state) or "penultimate" (hidden_states[-2])."""
-    ids = tokenize(tokenizer, text, what).to(_device_of(text_encoder))
-    output = text_encoder(ids, output_hidden_states=(layer == "penultimate"))
-    if layer == "last":
-        return output.last_hidden_state
-    return output.hidden_states[-2]
-
-
-@torch.no_grad()
-def encode_clip_pooled(tokenizer, text_encoder, text: str,
-                       what: str | None = "prompt") -> tuple[torch.Tensor, torch.Tensor]:
-    """(penultimate hidden states, projected pooled text_embeds) of a CLIPTextModelWithProjection."""
-    ids = tokenize(tokenizer, text, what).to(_device_of(text_encoder))
-    output = text_encoder(ids, output_hidden_states=True)
-    return output.hidden_states[-2], output.text_embeds
+    library = reading.embeddings
+    width = int(text_encoder.config.hidden_size)
+    vectors_of = None if library is None else (lambda name: library.vectors(name, encoder_index, width))
+    names = library.names if library is not None and reading.style == "a1111" else []
+    segments = parse(split_lora_tags(text)[0], reading.style)
+    chunks = chunk_prompt(tokenizer, segments, reading.style, vectors_of, names)
+    empty = chunk_prompt(tokenizer, [], reading.style, None, [])[0]
+    return encode_chunks(text_encoder, chunks, empty, style=reading.style, clip_skip=clip_skip,
+                         final_norm=final_norm)
 
 
 def sdxl_time_ids(width: int, height: int) -> torch.Tensor:
@@ -115,27 +109,35 @@ def _repeat(tensor: torch.Tensor | None, batch: int) -> torch.Tensor | None:
     return tensor.repeat(batch, *([1] * (tensor.ndim - 1)))
 
 
-def encode_sd(tokenizer, text_encoder, prompt: str, negative: str = "", batch: int = 1) -> Conditioning:
-    """SD1 / SD2 conditioning: the encoder's last hidden state (see the module docstring for SD2)."""
-    embeds = encode_clip(tokenizer, text_encoder, prompt, "last")
-    negative_embeds = encode_clip(tokenizer, text_encoder, negative, "last", what="negative prompt")
+def encode_sd(tokenizer, text_encoder, prompt: str, negative: str = "", batch: int = 1,
+              reading: PromptReading | None = None, clip_skip: int = 1) -> Conditioning:
+    """SD1 / SD2 conditioning: the hidden states `clip_skip` layers from the top through the final layer norm
+    (the encoder's last hidden state at 1; see the module docstring for SD2)."""
+    reading = reading or PromptReading()
+    clip_skip = reading.clip_skip or clip_skip
+    embeds, _ = encode_text(tokenizer, text_encoder, prompt, reading, clip_skip, final_norm=True)
+    negative_embeds, _ = encode_text(tokenizer, text_encoder, negative, reading, clip_skip, final_norm=True)
+    embeds, negative_embeds = same_token_length([embeds, negative_embeds])
     return Conditioning(_repeat(embeds, batch), _repeat(negative_embeds, batch))
 
 
-def encode_sdxl(
-    tokenizers, text_encoders, prompt: str, negative: str = "", *, width: int, height: int, batch: int = 1
-) -> Conditioning:
+def encode_sdxl(tokenizers, text_encoders, prompt: str, negative: str = "", *, width: int, height: int,
+                batch: int = 1, reading: PromptReading | None = None, clip_skip: int = 2) -> Conditioning:
     """SDXL conditioning from (tokenizer, tokenizer_2) and (text_encoder, text_encoder_2)."""
-    tokenizer_1, tokenizer_2 = tokenizers
-    encoder_1, encoder_2 = text_encoders
+    reading = reading or PromptReading()
+    clip_skip = reading.clip_skip or clip_skip
 
-    def both(text, what):
-        hidden_1 = encode_clip(tokenizer_1, encoder_1, text, "penultimate", what)
-        hidden_2, pooled = encode_clip_pooled(tokenizer_2, encoder_2, text, what=None)  # warned once above
-        return torch.cat([hidden_1, hidden_2.to(hidden_1.dtype)], dim=-1), pooled
+    def both(text):
+        hidden = [encode_text(tokenizer, encoder, text, reading, clip_skip, encoder_index=index,
+                              final_norm=False)
+                  for index, (tokenizer, encoder) in enumerate(zip(tokenizers, text_encoders))]
+        (hidden_1, _), (hidden_2, pooled) = hidden
+        length = min(hidden_1.shape[1], hidden_2.shape[1])  # differ only if an embedding does
+        return torch.cat([hidden_1[:, :length], hidden_2[:, :length].to(hidden_1.dtype)], dim=-1), pooled
 
-    embeds, pooled = both(prompt, "prompt")
-    negative_embeds, negative_pooled = both(negative, "negative prompt")
+    embeds, pooled = both(prompt)
+    negative_embeds, negative_pooled = both(negative)
+    embeds, negative_embeds = same_token_length([embeds, negative_embeds])
     time_ids = sdxl_time_ids(width, height).to(device=embeds.device, dtype=embeds.dtype)
     return Conditioning(
         _repeat(embeds, batch),

@@ -20,19 +20,21 @@ from ..errors import DiffdiffError
 @dataclass(frozen=True)
 class Family:
     """What differs between the families: the size they were trained at, their text encoders (diffusers
-    folder components, one CLIP tokenizer each) and what the network predicts."""
+    folder components, one CLIP tokenizer each), the text layer they read by default (CLIP skip, A1111's
+    numbering: 1 = the last layer) and what the network predicts."""
 
     name: str
     native_size: int  # pixels per side of the training images
     text_encoders: tuple[str, ...]
     prediction: str  # "eps" | "v"
+    clip_skip: int = 1
 
 
 FAMILY_TABLE = {family.name: family for family in (
     Family("sd1", 512, ("text_encoder",), "eps"),
     Family("sd2", 512, ("text_encoder",), "eps"),
     Family("sd2-v", 768, ("text_encoder",), "v"),
-    Family("sdxl", 1024, ("text_encoder", "text_encoder_2"), "eps"),
+    Family("sdxl", 1024, ("text_encoder", "text_encoder_2"), "eps", clip_skip=2),
 )}
 FAMILIES = tuple(FAMILY_TABLE)
 PREDICTIONS = ("eps", "v")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from .conditioning import Conditioning, encode_sd, encode_sdxl
+from .conditioning import Conditioning, PromptReading, encode_sd, encode_sdxl
 from .denoiser import CFGDenoiser, ParametrisedNetwork
-from .families import base_family
+from .families import FAMILY_TABLE, base_family
 from .vae import VaeCodec
 
 
@@ -61,12 +61,15 @@ class LoadedModel:
         return self._short_hash
 
     def encode_prompt(self, prompt: str, negative: str = "", width: int = 1024, height: int = 1024,
-                      batch: int = 1) -> Conditioning:
-        """Conditioning for `prompt` / `negative`; `width` / `height` (pixels) feed SDXL's time_ids."""
+                      batch: int = 1, reading: PromptReading | None = None) -> Conditioning:
+        """Conditioning for `prompt` / `negative` read as `reading` says (default: ComfyUI's weighting, the
+        family's CLIP skip, no embeddings); `width` / `height` (pixels) feed SDXL's time_ids."""
+        clip_skip = FAMILY_TABLE[self.family].clip_skip
         if base_family(self.family) == "sdxl":
-            return encode_sdxl(self.tokenizers, self.text_encoders, prompt, negative,
-                               width=width, height=height, batch=batch)
-        return encode_sd(self.tokenizers[0], self.text_encoders[0], prompt, negative, batch=batch)
+            return encode_sdxl(self.tokenizers, self.text_encoders, prompt, negative, width=width,
+                               height=height, batch=batch, reading=reading, clip_skip=clip_skip)
+        return encode_sd(self.tokenizers[0], self.text_encoders[0], prompt, negative, batch=batch,
+                         reading=reading, clip_skip=clip_skip)
 
     def denoiser(self, conditioning: Conditioning, cfg: float) -> CFGDenoiser:
         """`denoiser(x, sigma, **kw) -> x0`: CFG over the parametrised UNet (uncond skipped at cfg 1)."""

@@ -16,7 +16,7 @@ from .. import composite as compositing
 from ..errors import DiffdiffError
 from ..maps.latent import bilinear_grid, block_means
 from ..models.families import FAMILY_TABLE
-from ..request import EditRequest, Gate, Output, Sampling, Tiling
+from ..request import EditRequest, Gate, Output, Prompting, Sampling, Tiling
 from ..tiles.vae import release_free_memory
 from .result import RunResult
 from .run import model_record, resolve_model, sample_latents
@@ -61,17 +61,19 @@ def _composite_all(base: np.ndarray, decoded: np.ndarray, strength: np.ndarray, 
     return opacities, images
 
 
-def group_key(size: tuple[int, int], sampling: Sampling, gate: Gate, tiling: Tiling, output: Output) -> tuple:
-    """Edits with equal keys can share one sampling run (see `run_edits`): the same size and every option but
-    the seed (the prompts, image and map are per item). SpotDiffusion draws its windows from the run's seed,
-    so with that blend the seed is part of the key too."""
+def group_key(size: tuple[int, int], sampling: Sampling, gate: Gate, tiling: Tiling, output: Output,
+              prompting: Prompting, loras: tuple) -> tuple:
+    """Edits with equal keys can share one sampling run (see `run_edits`): the same size, LoRAs and every
+    option but the seed (the prompts, image and map are per item). SpotDiffusion draws its windows from the
+    run's seed, so with that blend the seed is part of the key too."""
     if tiling.blend != "spot":
         sampling = dataclasses.replace(sampling, seed=0)
-    return (size, sampling, gate, tiling, output)
+    return (size, sampling, gate, tiling, output, prompting, loras)
 
 
 def request_group_key(request: EditRequest) -> tuple:
-    return group_key(request.size, request.sampling, request.gate, request.tiling, request.output)
+    return group_key(request.size, request.sampling, request.gate, request.tiling, request.output,
+                     request.prompting, request.prompting.loras_for(request.prompt))
 
 
 def run_edit(request: EditRequest, model, *, callback=None, record: dict | None = None,
@@ -114,7 +116,8 @@ def run_edits(requests: list[EditRequest], model, *, callback=None, records: lis
         strength = strength.repeat_interleave(batch, dim=0)
     result, stats = sample_latents(
         model, latent, prompts=prompts, size=first.size, sampling=first.sampling, seeds=seeds,
-        tiling=first.tiling, plan=plan, strength=strength, gate=first.gate, callback=callback)
+        tiling=first.tiling, plan=plan, strength=strength, gate=first.gate, prompting=first.prompting,
+        callback=callback)
     del latent, strength
     release_free_memory()  # the sampler's freed tile activations, before the full-size buffers come
     decoded = codec.decode(result, plan.vae_tile, plan.vae_overlap)  # uint8 (items, padded H, padded W, 3)
@@ -147,8 +150,9 @@ def edit(image, strength_map, prompt: str, *, model, negative: str = "", callbac
     `image`: PIL image or path. `strength_map`: number, numpy (H, W) array, PIL image or path, of the
     image's aspect ratio (resized to it). `model`: a LoadedModel (or a checkpoint path, loaded with
     defaults). `options`: the request's keywords — sampler, scheduler, steps, cfg, seed, denoise, batch;
-    gate, gate_strength, invert_map; tile, overlap, blend, tile_batch, vae_tile; composite, alpha (see
-    `diffdiff.request`). `stats` (a dict) receives the run's counts (see `RunResult.stats`).
+    gate, gate_strength, invert_map; tile, overlap, blend, tile_batch, vae_tile; composite, alpha;
+    prompt_style, clip_skip, lora, lora_dir, embeddings_dir, allow_pickle (see `diffdiff.request`).
+    `stats` (a dict) receives the run's counts (see `RunResult.stats`).
     """
     request = EditRequest.build(image, strength_map, prompt, negative=negative, **options)
     result = run_edit(request, model, callback=callback)

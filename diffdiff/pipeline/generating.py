@@ -28,7 +28,7 @@ def run_generate(request: GenerateRequest, model, *, callback=None) -> RunResult
     latent = torch.zeros((request.sampling.batch, model.latent_channels, *latent_hw), device=model.device)
     result, stats = sample_latents(model, latent, prompts=[(request.prompt, request.negative)],
                                    size=request.size, sampling=request.sampling, tiling=request.tiling,
-                                   plan=plan, callback=callback)
+                                   plan=plan, prompting=request.prompting, callback=callback)
     decoded = codec.decode(result, plan.vae_tile, plan.vae_overlap)
     height, width = request.height, request.width
     images = [Image.fromarray(np.ascontiguousarray(item[:height, :width])) for item in decoded]

@@ -12,7 +12,7 @@ import diffdiff
 
 from ..errors import DiffdiffError
 from ..models.conditioning import Conditioning, stack_conditionings
-from ..request import Gate, Sampling, Tiling
+from ..request import Gate, Prompting, Sampling, Tiling
 from ..sampling import sample
 from .step_cost import step_costs, weighted
 from .tiling import TilingPlan, wrap_denoiser
@@ -39,11 +39,12 @@ def model_record(model) -> dict:
             "family": model.family, "version": diffdiff.__version__}
 
 
-def encode_prompts(model, prompts: list[tuple[str, str]], size: tuple[int, int]) -> Conditioning:
+def encode_prompts(model, prompts: list[tuple[str, str]], size: tuple[int, int],
+                   reading=None) -> Conditioning:
     """The conditioning of (prompt, negative) pairs: batch 1 when all pairs are the same (it is expanded to
     the latent's batch later), else one row per pair, each distinct pair encoded once."""
     width, height = size
-    encoded = {pair: model.encode_prompt(*pair, width=width, height=height, batch=1)
+    encoded = {pair: model.encode_prompt(*pair, width=width, height=height, batch=1, reading=reading)
                for pair in dict.fromkeys(prompts)}
     if len(encoded) == 1:
         return next(iter(encoded.values()))
@@ -53,17 +54,27 @@ def encode_prompts(model, prompts: list[tuple[str, str]], size: tuple[int, int])
 def sample_latents(model, latent: torch.Tensor, *, prompts: list[tuple[str, str]], size: tuple[int, int],
                    sampling: Sampling, tiling: Tiling, plan: TilingPlan, strength: torch.Tensor | None = None,
                    gate: Gate | None = None, seeds: list[int] | None = None,
-                   callback=None) -> tuple[torch.Tensor, dict]:
+                   prompting: Prompting | None = None, callback=None) -> tuple[torch.Tensor, dict]:
     """Denoise `latent` (B, C, h, w); with a latent-grid `strength` map ((h, w) or (B, h, w)) through the
-    `gate`. `prompts`: one (prompt, negative) pair for all items, or one per item; `seeds`: one per item
-    (default: the sampling's seed + k).
+    `gate`. `prompts`: one (prompt, negative) pair for all items, or one per item, read as `prompting` says,
+    with its LoRAs (those of the first prompt: items run together share them) applied for the run;
+    `seeds`: one per item (default: the sampling's seed + k).
 
     Returns the result latent and the counts: `steps`, `sampler_calls` (calls of the gated denoiser,
     skipped ones included), `network_calls` (batched network calls made), `tiles`, `tile_evaluations`
     (per image: the whole image counts as one tile when untiled) and `tile_evaluations_without_skip`
     (sampler calls × tiles).
     """
-    conditioning = encode_prompts(model, prompts, size)
+    from ..lora import applied_loras
+
+    prompting = prompting or Prompting()
+    with applied_loras(model, list(prompting.loras_for(prompts[0][0])), allow_pickle=prompting.allow_pickle):
+        return _sample(model, latent, prompts, size, sampling, tiling, plan, strength, gate, seeds, prompting,
+                       callback)
+
+
+def _sample(model, latent, prompts, size, sampling, tiling, plan, strength, gate, seeds, prompting, callback):
+    conditioning = encode_prompts(model, prompts, size, prompting.reading())
     network = NetworkCalls(FiniteGuard(model.denoiser(conditioning, sampling.cfg)))
     denoiser, tile_count = wrap_denoiser(network, plan, tuple(latent.shape[-2:]), blend=tiling.blend,
                                          tile_batch=tiling.tile_batch, seed=sampling.seed)

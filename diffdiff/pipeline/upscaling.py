@@ -63,7 +63,7 @@ def run_upscale(request: UpscaleRequest, model, *, callback=None) -> RunResult:
     mean_strength = float(strength.mean(dtype=np.float64))
     refine = EditRequest(Picture(np.asarray(enlarged), request.image.name),
                          StrengthMap(strength, enlarge.record()["map"]), request.prompt, request.negative,
-                         request.sampling, Gate(), request.tiling, Output())
+                         request.sampling, Gate(), request.tiling, Output(), request.prompting)
     del enlarged, strength  # the refine request holds the only copies
     result = run_edit(refine, model, callback=callback, record=request.record(mean_strength),
                       always_tile_network=True)

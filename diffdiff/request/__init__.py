@@ -3,11 +3,12 @@ command line or the Python API to the pipeline, and produces the settings record
 
 from .inputs import Picture, StrengthMap, map_argument, read_picture, read_strength
 from .parts import Gate, Output, Sampling, Tiling
+from .prompting import Prompting
 from .requests import EditRequest, GenerateRequest, keywords_for
 from .upscale import STRENGTH_SOURCES, Enlarge, UpscaleRequest
 
 __all__ = [
     "STRENGTH_SOURCES", "EditRequest", "Enlarge", "GenerateRequest", "Gate", "Output", "Picture",
-    "Sampling", "StrengthMap", "Tiling", "UpscaleRequest", "keywords_for", "map_argument", "read_picture",
-    "read_strength",
+    "Prompting", "Sampling", "StrengthMap", "Tiling", "UpscaleRequest", "keywords_for", "map_argument",
+    "read_picture", "read_strength",
 ]

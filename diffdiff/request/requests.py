@@ -10,6 +10,7 @@ from ..errors import DiffdiffError
 from . import checks
 from .inputs import Picture, StrengthMap, read_picture, read_strength
 from .parts import Gate, Output, Part, Sampling, Tiling, keyword_of, keywords_of
+from .prompting import Prompting
 
 MAX_GENERATE_SIDE = 16384
 
@@ -46,8 +47,9 @@ class EditRequest:
     gate: Gate = field(default_factory=Gate)
     tiling: Tiling = field(default_factory=Tiling)
     output: Output = field(default_factory=Output)
+    prompting: Prompting = field(default_factory=Prompting)
 
-    OPTION_GROUPS = (Sampling, Gate, Tiling, Output)
+    OPTION_GROUPS = (Sampling, Gate, Tiling, Output, Prompting)
 
     def __post_init__(self):
         prompt_record(self.prompt, self.negative)
@@ -58,10 +60,11 @@ class EditRequest:
     def build(cls, image, strength_map, prompt: str, *, negative: str = "", **keywords) -> EditRequest:
         """Check the options, then read the image and the map (white = change) once."""
         prompt_record(prompt, negative)
-        sampling, gate, tiling, output = split_keywords(keywords, *cls.OPTION_GROUPS)
+        sampling, gate, tiling, output, prompting = split_keywords(keywords, *cls.OPTION_GROUPS)
+        prompting.check_prompts(prompt, negative)
         picture = read_picture(image)
         strength = read_strength(strength_map, picture.size, invert=gate.invert)
-        return cls(picture, strength, prompt, negative, sampling, gate, tiling, output)
+        return cls(picture, strength, prompt, negative, sampling, gate, tiling, output, prompting)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -72,7 +75,8 @@ class EditRequest:
         width, height = self.size
         return {"mode": "edit", **prompt_record(self.prompt, self.negative), "width": width, "height": height,
                 "image": self.image.name, "map": self.strength.description, **keywords_of(self.sampling),
-                **keywords_of(self.gate), **keywords_of(self.tiling), **keywords_of(self.output)}
+                **keywords_of(self.gate), **keywords_of(self.tiling), **keywords_of(self.output),
+                **self.prompting.record(self.prompt, self.negative)}
 
 
 @dataclass(frozen=True, eq=False)
@@ -85,8 +89,9 @@ class GenerateRequest:
     height: int = 512
     sampling: Sampling = field(default_factory=Sampling)
     tiling: Tiling = field(default_factory=Tiling)
+    prompting: Prompting = field(default_factory=Prompting)
 
-    OPTION_GROUPS = (Sampling, Tiling)
+    OPTION_GROUPS = (Sampling, Tiling, Prompting)
 
     def __post_init__(self):
         prompt_record(self.prompt, self.negative)
@@ -98,8 +103,10 @@ class GenerateRequest:
     @classmethod
     def build(cls, prompt: str, *, negative: str = "", width: int = 512, height: int = 512,
               **keywords) -> GenerateRequest:
-        sampling, tiling = split_keywords(keywords, *cls.OPTION_GROUPS)
-        return cls(prompt, negative, width, height, sampling, tiling)
+        prompt_record(prompt, negative)
+        sampling, tiling, prompting = split_keywords(keywords, *cls.OPTION_GROUPS)
+        prompting.check_prompts(prompt, negative)
+        return cls(prompt, negative, width, height, sampling, tiling, prompting)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -109,4 +116,5 @@ class GenerateRequest:
         sampling = keywords_of(self.sampling)
         del sampling["denoise"]  # no source image: it does not apply
         return {"mode": "generate", **prompt_record(self.prompt, self.negative), "width": self.width,
-                "height": self.height, **sampling, **keywords_of(self.tiling)}
+                "height": self.height, **sampling, **keywords_of(self.tiling),
+                **self.prompting.record(self.prompt, self.negative)}

@@ -12,6 +12,7 @@ from ..maps.upscale_strength import STRENGTH_SOURCES
 from . import checks
 from .inputs import Picture, StrengthMap, read_picture
 from .parts import Gate, Output, Part, Sampling, Tiling, keywords_of
+from .prompting import Prompting
 from .requests import prompt_record, split_keywords
 
 DEFAULT_STRENGTH = 0.35
@@ -81,8 +82,9 @@ class UpscaleRequest:
     sampling: Sampling = field(default_factory=Sampling)
     tiling: Tiling = field(default_factory=Tiling)
     user_map: StrengthMap | None = None
+    prompting: Prompting = field(default_factory=Prompting)
 
-    OPTION_GROUPS = (Enlarge, Sampling, Tiling)
+    OPTION_GROUPS = (Enlarge, Sampling, Tiling, Prompting)
 
     def __post_init__(self):
         prompt_record(self.prompt, self.negative)
@@ -96,7 +98,9 @@ class UpscaleRequest:
 
     @classmethod
     def build(cls, image, prompt: str = "", *, negative: str = "", **keywords) -> UpscaleRequest:
-        enlarge, sampling, tiling = split_keywords(keywords, *cls.OPTION_GROUPS)
+        prompt_record(prompt, negative)
+        enlarge, sampling, tiling, prompting = split_keywords(keywords, *cls.OPTION_GROUPS)
+        prompting.check_prompts(prompt, negative)
         picture = read_picture(image)
         user_map = None
         if enlarge.map_file is not None:
@@ -105,7 +109,7 @@ class UpscaleRequest:
             values = load_map(enlarge.map_file)
             check_aspect(picture.size, values.shape)  # as edit: a map of another shape would be stretched
             user_map = StrengthMap(values, Path(enlarge.map_file).name)
-        return cls(picture, prompt, negative, enlarge, sampling, tiling, user_map)
+        return cls(picture, prompt, negative, enlarge, sampling, tiling, user_map, prompting)
 
     def record(self, mean_strength: float) -> dict:
         """The settings as written to the PNG; `mean_strength` is the refine map's mean."""
@@ -115,4 +119,4 @@ class UpscaleRequest:
         return {"mode": "upscale", **prompt_record(self.prompt, self.negative), "width": width,
                 "height": height, "image": self.image.name, **sampling, **keywords_of(Gate()),
                 **keywords_of(self.tiling), **keywords_of(Output()), **self.enlarge.record(),
-                "mean_strength": mean_strength}
+                "mean_strength": mean_strength, **self.prompting.record(self.prompt, self.negative)}
