@@ -104,6 +104,14 @@ KOHYA_TEXT = {"text_encoder": "lora_te_", "text_encoder_2": "lora_te2_"}
 KOHYA_SDXL_TEXT = {"text_encoder": "lora_te1_", "text_encoder_2": "lora_te2_"}
 
 
+def _add_pair(state: dict, stem: str, target: Target, down: str, up: str, alpha: bool = True) -> None:
+    """The target's down / up matrices under `stem` + the format's suffixes, and its alpha if it has one."""
+    state[f"{stem}.{down}"] = target.down
+    state[f"{stem}.{up}"] = target.up
+    if alpha and target.alpha is not None:
+        state[stem + ".alpha"] = torch.tensor(target.alpha)
+
+
 def kohya_state(targets: list[Target], sgm: bool, sdxl: bool = False) -> dict[str, torch.Tensor]:
     """kohya-ss sd-scripts names: `lora_unet_<path with _>`; SD1 in diffusers names, SDXL (sgm) in ldm."""
     state = {}
@@ -113,10 +121,7 @@ def kohya_state(targets: list[Target], sgm: bool, sdxl: bool = False) -> dict[st
         else:
             prefix = (KOHYA_SDXL_TEXT if sdxl else KOHYA_TEXT)[target.network]
             stem = prefix + _text_path(target.path).replace(".", "_")
-        state[stem + ".lora_down.weight"] = target.down
-        state[stem + ".lora_up.weight"] = target.up
-        if target.alpha is not None:
-            state[stem + ".alpha"] = torch.tensor(target.alpha)
+        _add_pair(state, stem, target, "lora_down.weight", "lora_up.weight")
     return state
 
 
@@ -126,11 +131,7 @@ def peft_state(targets: list[Target]) -> dict[str, torch.Tensor]:
     state = {}
     for target in targets:
         path = target.path if target.network == "unet" else _text_path(target.path)
-        stem = f"{target.network}.{path}"
-        state[stem + ".lora_A.weight"] = target.down
-        state[stem + ".lora_B.weight"] = target.up
-        if target.alpha is not None:
-            state[stem + ".alpha"] = torch.tensor(target.alpha)
+        _add_pair(state, f"{target.network}.{path}", target, "lora_A.weight", "lora_B.weight")
     return state
 
 
@@ -145,9 +146,8 @@ def old_diffusers_state(targets: list[Target]) -> dict[str, torch.Tensor]:
             continue
         if projection == "0":
             block, projection = block.rpartition(".")[0], "to_out"
-        stem = f"unet.{block}.processor.{projection}_lora"
-        state[stem + ".down.weight"] = target.down
-        state[stem + ".up.weight"] = target.up
+        _add_pair(state, f"unet.{block}.processor.{projection}_lora", target, "down.weight", "up.weight",
+                  alpha=False)
     return state
 
 
@@ -169,10 +169,7 @@ def comfy_state(targets: list[Target], family: str) -> dict[str, torch.Tensor]:
             stem = (
                 f"text_encoders.{COMFY_TEXT[(family, target.network)]}.transformer.{_text_path(target.path)}"
             )
-        state[stem + ".lora_up.weight"] = target.up
-        state[stem + ".lora_down.weight"] = target.down
-        if target.alpha is not None:
-            state[stem + ".alpha"] = torch.tensor(target.alpha)
+        _add_pair(state, stem, target, "lora_down.weight", "lora_up.weight")
     return state
 
 
