@@ -44,6 +44,7 @@ def files(tmp_path_factory):
     (root / "loras" / "styles").mkdir(parents=True)
     kohya_lora(root / "loras" / "styles" / "Ink.safetensors", 1)
     kohya_lora(root / "pen.safetensors", 2)
+    torch.save({}, root / "old.pt")
     (root / "embeddings").mkdir()
     vectors = torch.randn(2, 16, generator=torch.Generator().manual_seed(4))
     save_file({"emb_params": vectors}, str(root / "embeddings" / "inkstyle.safetensors"))
@@ -120,6 +121,8 @@ def test_the_prompt_style_changes_how_weights_read(files, tmp_path):
     ("a <lora:ink:heavy>", ["--lora-dir", "{root}/loras"], "bad weight 'heavy'"),
     ("a lake", ["--lora", "{root}/nothing.safetensors"], "not found"),
     ("a lake", ["--lora", "{root}/pen.safetensors:x:y"], "x"),
+    ("a lake", ["--lora", "{root}/image.png"], "image.png is not a LoRA file"),
+    ("a lake", ["--lora", "{root}/old.pt"], "old.pt is a pickle, which can run code"),
     ("a embedding:nothing", ["--embeddings-dir", "{root}/embeddings"], "embedding 'nothing' not found"),
     ("a embedding:inkstyle", [], "--embeddings-dir"),
     ("a lake", ["--clip-skip", "0"], "clip skip must be an integer"),

@@ -71,9 +71,14 @@ class Prompting(Part):
     def _check_lora_file(self, path: Path) -> None:
         if not path.is_file():
             raise DiffdiffError(f"LoRA file {path} not found")
-        if path.suffix.lower() != ".safetensors" and not self.allow_pickle:
-            raise DiffdiffError(f"LoRA {path.name} is not a .safetensors file; pickled files can run code: "
-                                "convert it, or pass --allow-pickle if you trust it")
+        from ..lora.use import LORA_SUFFIXES
+
+        suffix = path.suffix.lower()
+        if suffix not in LORA_SUFFIXES:
+            raise DiffdiffError(f"LoRA {path.name} is not a LoRA file (expected .safetensors)")
+        if suffix != ".safetensors" and not self.allow_pickle:
+            raise DiffdiffError(f"LoRA {path.name} is a pickle, which can run code: convert it to "
+                                ".safetensors, or pass --allow-pickle if you trust it")
 
     @cached_property
     def flag_loras(self) -> tuple:
