@@ -65,8 +65,15 @@ class _Chunker:
         self.items = []
 
 
-def _word_ids(tokenizer, vocab: dict, word: str) -> list[int]:
-    known = vocab.get(f"{word}</w>")
+def vocabulary_id(tokenizer, token: str) -> int | None:
+    """The id of `token` if the vocabulary has it, else None (without copying the vocabulary, which
+    `get_vocab` does on every call)."""
+    found = tokenizer.convert_tokens_to_ids(token)
+    return None if found is None or found == tokenizer.unk_token_id else found
+
+
+def _word_ids(tokenizer, word: str) -> list[int]:
+    known = vocabulary_id(tokenizer, f"{word}</w>")
     if known is not None:
         return [known]
     return tokenizer(word, add_special_tokens=False).input_ids
@@ -93,14 +100,13 @@ def _comfy_words(text: str, vectors_of: VectorsOf | None):
 
 def chunk_comfy(tokenizer, segments: list[Segment], vectors_of: VectorsOf | None) -> list[Chunk]:
     chunker = _Chunker(tokenizer)
-    vocab = tokenizer.get_vocab()  # a copy per call: fetched once
     for segment in segments:
         if segment.weight is None:
             if chunker.items:
                 chunker.close()
             continue
         for word, vectors in _comfy_words(segment.text, vectors_of):
-            tokens = list(vectors) if vectors is not None else _word_ids(tokenizer, vocab, word)
+            tokens = list(vectors) if vectors is not None else _word_ids(tokenizer, word)
             group: list[Item] = [(token, segment.weight) for token in tokens]
             long_word = len(group) >= LONG_WORD_TOKENS
             while group:
@@ -130,7 +136,7 @@ def a1111_pieces(text: str, names: list[str]) -> list[str]:
 def chunk_a1111(tokenizer, segments: list[Segment], vectors_of: VectorsOf | None,
                 names: list[str]) -> list[Chunk]:
     chunker = _Chunker(tokenizer)
-    comma = tokenizer.get_vocab().get(",</w>")
+    comma = vocabulary_id(tokenizer, ",</w>")
     last_comma = -1
 
     def close():
