@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -12,7 +11,7 @@ from pathlib import Path
 from ..errors import DiffdiffError
 
 LORA_SUFFIXES = (".safetensors", ".pt", ".ckpt", ".bin", ".pth")
-HASH_CHUNK = 1 << 20
+HASH_DIGITS = 12  # A1111's "Lora hashes": the first 12 hex digits
 
 
 @dataclass(frozen=True)
@@ -132,15 +131,12 @@ def _safetensors_data_offset(path: Path) -> int | None:
 def lora_short_hash(path: Path) -> str:
     """A1111's "Lora hashes" value: the first 12 hex digits of the sha256 of a .safetensors file's bytes after
     its header (A1111's "addnet" hash), of the whole file for other files."""
+    from ..models.loaded import file_sha256_once
+
     path = Path(path)
     try:
         offset = _safetensors_data_offset(path) if path.suffix.lower() == ".safetensors" else None
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            handle.seek(offset or 0)
-            while block := handle.read(HASH_CHUNK):
-                digest.update(block)
+        return file_sha256_once(path, start=offset or 0)[:HASH_DIGITS]
     except OSError as error:
         reason = (error.strerror or str(error) or type(error).__name__).lower()
         raise DiffdiffError(f"cannot read LoRA {path}: {reason}") from None
-    return digest.hexdigest()[:12]

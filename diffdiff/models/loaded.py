@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 from pathlib import Path
 
 from .conditioning import Conditioning, PromptReading, encode_sd, encode_sdxl
@@ -17,13 +18,26 @@ def _model_sampling(family: str):
     return model_sampling(family)
 
 
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    """The sha256 of a file's bytes, in hex, read in chunks."""
+def file_sha256(path: str | Path, chunk: int = 1 << 20, start: int = 0) -> str:
+    """The sha256 of a file's bytes from offset `start` on, in hex, read in chunks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
+        handle.seek(start)
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def file_sha256_once(path: str | Path, start: int = 0) -> str:
+    """`file_sha256`, read once per version of the file (its path, inode, modification time and size): runs
+    that name the same large file again (a LoRA on every batch line) do not read it again."""
+    stat = Path(path).stat()
+    return _versioned_sha256(str(Path(path).resolve()), start, stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=256)
+def _versioned_sha256(path: str, start: int, inode: int, mtime_ns: int, size: int) -> str:
+    return file_sha256(path, start=start)
 
 
 def file_short_hash(path: Path) -> str:

@@ -59,6 +59,12 @@ class EmbeddingLibrary:
                                 ".safetensors or pass --allow-pickle if you trust it")
         return path
 
+    def short_hash(self, name: str) -> str:
+        """A1111's "TI hashes" value of embedding `name`."""
+        from ..models.loaded import file_sha256_once
+
+        return file_sha256_once(self.path(name))[:HASH_DIGITS]
+
     def vectors(self, name: str, encoder_index: int, width: int) -> torch.Tensor:
         """The (n, width) vectors of `name` for text encoder `encoder_index` (0 = CLIP-L / the only one)."""
         path = self.path(name)

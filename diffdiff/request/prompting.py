@@ -6,7 +6,7 @@ record's entries (names and A1111's short hashes)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import cached_property
 from pathlib import Path
 
 from ..errors import DiffdiffError
@@ -15,25 +15,6 @@ from . import checks
 from .parts import Part, keywords_of
 
 MAX_CLIP_SKIP = 48  # above any CLIP text encoder's depth; the encoder's own is checked when encoding
-
-
-def short_hash(kind: str, path: Path) -> str:
-    """A1111's short hash of a "lora" or "embedding" file, computed once per file version (a batch names
-    the same large files on every line)."""
-    stat = path.stat()
-    return _short_hash(kind, str(path.resolve()), stat.st_mtime_ns, stat.st_size)
-
-
-@lru_cache(maxsize=256)
-def _short_hash(kind: str, path: str, mtime_ns: int, size: int) -> str:
-    if kind == "lora":
-        from ..lora import lora_short_hash
-
-        return lora_short_hash(Path(path))
-    from ..models.loaded import file_sha256
-    from ..prompts.embeddings import HASH_DIGITS
-
-    return file_sha256(path)[:HASH_DIGITS]
 
 
 @dataclass(frozen=True)
@@ -136,8 +117,10 @@ class Prompting(Part):
 
     def record(self, prompt: str, negative: str) -> dict:
         """The settings record's entries: the options, and each LoRA and embedding with its short hash."""
+        from ..lora import lora_short_hash
+
         loras = [{"name": use.name, "weight": use.weight, "text_weight": use.text_weight,
-                  "hash": short_hash("lora", use.path)} for use in self.loras_for(prompt)]
-        embeddings = [{"name": name, "hash": short_hash("embedding", self.library.path(name))}
+                  "hash": lora_short_hash(use.path)} for use in self.loras_for(prompt)]
+        embeddings = [{"name": name, "hash": self.library.short_hash(name)}
                       for name in self.embeddings_in(prompt, negative)]
         return {**keywords_of(self), "lora": list(self.lora), "loras": loras, "embeddings": embeddings}
