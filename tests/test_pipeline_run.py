@@ -207,7 +207,7 @@ def test_the_progress_costs_predict_the_tile_evaluations_and_fill_the_bar(tiny_s
 
     image = Image.new("RGB", (192, 64), (120, 160, 200))
     strength = np.zeros((64, 192), np.float32)
-    strength[:, 120:] = np.linspace(0.2, 0.9, 72)  # the right end only, rising: steps and tiles idle at first
+    strength[:, 120:] = np.linspace(0.2, 0.7, 72)  # the right end only, rising: steps and tiles idle at first
     seen = []
     with StepProgress(6, stream=io.StringIO()) as progress:
         def callback(info):

@@ -37,13 +37,16 @@ def add_sampling_options(parser: argparse.ArgumentParser, *, denoise: bool = Fal
 
 
 def add_gate_options(parser: argparse.ArgumentParser) -> None:
-    from diffdiff.sampling import GATE_MODES
+    from diffdiff.sampling import GATE_MODES, STRENGTH_LEVELS
 
     gate = parser.add_argument_group("map")
     gate.add_argument("--gate", default="exact",
                       help=f"how the map gates the sampler: {' | '.join(GATE_MODES)}")
     gate.add_argument("--gate-strength", type=float, default=1.0, help="soft gate strength in (0, 1]")
     gate.add_argument("--invert-map", action="store_true", help="use 1 - map (white = keep)")
+    gate.add_argument("--strength-levels", help=f"{' | '.join(STRENGTH_LEVELS)}: a pixel between two steps' "
+                      "thresholds enters part-way (continuous, the exact gate's default) or waits for the "
+                      "next step (steps)")
     gate.add_argument("--no-composite", dest="composite", action="store_false",
                       help="keep the raw decoded image (no laying back of unchanged original pixels)")
     gate.add_argument("--alpha", action="store_true",

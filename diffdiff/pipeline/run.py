@@ -80,7 +80,8 @@ def _sample(model, latent, prompts, size, sampling, tiling, plan, strength, gate
                                          tile_batch=tiling.tile_batch, seed=sampling.seed)
     gate_arguments = {}
     if strength is not None:
-        gate_arguments = {"strength_map": strength, "gate": gate.mode, "gate_strength": gate.strength}
+        gate_arguments = {"strength_map": strength, "gate": gate.mode, "gate_strength": gate.strength,
+                          "strength_levels": gate.levels}
         if callback is not None:
             tiles = denoiser.tiles if tile_count > 1 and tiling.blend != "spot" else None
             union = strength.amax(0) if strength.ndim == 3 else strength  # a step costs if any item is active

@@ -18,7 +18,7 @@ def step_costs(model_sampling, sampling, gate, strength: torch.Tensor, tiles) ->
     sigmas = run_sigmas(model_sampling, s.scheduler, s.steps, s.denoise, s.sampler)
     plane = strength.reshape(1, 1, *strength.shape[-2:]).cpu()
     probe = DifferentialGate(None, plane, plane, plane, sigmas.cpu(), model_sampling, mode=gate.mode,
-                             gate_strength=gate.strength)
+                             gate_strength=gate.strength, levels=gate.levels)
     costs = []
     for sigma in sigmas[:-1]:
         active = probe.active_mask(sigma)[0, 0] != 0

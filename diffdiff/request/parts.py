@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 
 from ..errors import DiffdiffError
-from ..sampling import GATE_MODES, SAMPLERS, SCHEDULERS
+from ..sampling import GATE_MODES, SAMPLERS, SCHEDULERS, STRENGTH_LEVELS
 from ..tiles import BLENDS
 from . import checks
 
@@ -82,15 +82,24 @@ class Sampling(Part):
 
 @dataclass(frozen=True)
 class Gate(Part):
-    """How the strength map is applied: the gate mode, the soft gate strength, and whether the map is
-    read inverted (white = keep, the paper's convention)."""
+    """How the strength map is applied: the gate mode, the soft gate strength, whether the map is read
+    inverted (white = keep, the paper's convention), and the strength levels: "continuous" (the exact
+    gate's default: a pixel between two steps' thresholds enters part-way) or "steps" (one level per step,
+    the comfy and mask gates' only choice)."""
 
     mode: str = field(default="exact", metadata={"keyword": "gate"})
     strength: float = field(default=1.0, metadata={"keyword": "gate_strength"})
     invert: bool = field(default=False, metadata={"keyword": "invert_map"})
+    levels: str | None = field(default=None, metadata={"keyword": "strength_levels"})
 
     def __post_init__(self):
         self._set("mode", checks.choice(self.mode, GATE_MODES, "gate mode"))
+        default_levels = "continuous" if self.mode == "exact" else "steps"
+        levels = default_levels if self.levels is None else self.levels
+        self._set("levels", checks.choice(levels, STRENGTH_LEVELS, "strength levels"))
+        if self.levels != default_levels and self.mode != "exact":
+            raise DiffdiffError(f"strength levels 'continuous' need the exact gate; --gate {self.mode} "
+                                "moves a pixel one step at a time")
         self._set("strength", checks.number(self.strength, "gate strength", 0.0, 1.0, low_open=True))
         self._set("invert", checks.flag(self.invert, "invert_map"))
 

@@ -5,7 +5,7 @@ name lists a request is checked against, and strength maps arrive on the latent 
 (``as_gate_map``); this package does not re-check them.
 """
 
-from .gate import GATE_MODES, DifferentialGate, as_gate_map
+from .gate import GATE_MODES, STRENGTH_LEVELS, DifferentialGate, as_gate_map
 from .noise import prepare_noise
 from .parametrisation import KINDS, flux_mu, model_sampling
 from .sample import sample
@@ -14,6 +14,7 @@ from .schedules import SCHEDULERS, calculate_sigmas, run_sigmas
 
 __all__ = [
     "GATE_MODES",
+    "STRENGTH_LEVELS",
     "KINDS",
     "SAMPLERS",
     "SCHEDULERS",

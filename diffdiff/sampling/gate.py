@@ -11,6 +11,12 @@ Modes:
   ``gate_strength`` s (A ← s·A + (1−s)·S for 0 < s < 1; 0 counts as 1) and the last-call defect.
 - ``"mask"``: plain soft-mask inpainting, A = S at every call.
 
+Strength levels (exact mode): with ``levels="steps"`` a pixel is either held or active at a call, so a run of
+N steps has about N distinct strengths. With ``"continuous"`` a pixel whose strength lies between this call's
+threshold τ(σ) and the next scheduled σ's τ_next enters part-way: A = (S − τ_next) / (τ − τ_next) at the
+one call before it becomes fully active (docs/design.md §5). Strength 0 stays held, strength ≥ τ is fully
+active as before, and A never decreases as S grows.
+
 τ(σ) = (t(σ) − t(σ_to)) / (t(σ_0) − t(σ_to)), σ_to = max(σ_min, σ_N), in the model's timestep units.
 A call with no active pixel skips the network (``skip=True``) and returns the held values, bit-identical
 to what the blend would give.
@@ -24,6 +30,7 @@ from __future__ import annotations
 import torch
 
 GATE_MODES = ("exact", "comfy", "mask")
+STRENGTH_LEVELS = ("steps", "continuous")
 
 
 def as_gate_map(strength_map: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
@@ -55,12 +62,14 @@ class DifferentialGate:
     """Denoiser wrapper ``(x, sigma, **kw) -> x0`` applying a per-pixel strength map; see the module doc."""
 
     def __init__(self, inner, strength_map, latent, noise, sigmas, model_sampling, mode: str = "exact",
-                 gate_strength: float = 1.0, skip: bool = True):
+                 gate_strength: float = 1.0, skip: bool = True, levels: str = "steps"):
         assert mode in GATE_MODES and 0.0 <= gate_strength <= 1.0, (mode, gate_strength)
+        assert levels in STRENGTH_LEVELS and (levels == "steps" or mode == "exact"), (levels, mode)
         assert noise.shape == latent.shape, (noise.shape, latent.shape)
         self.inner = inner
         self.model_sampling = model_sampling
         self.mode = mode
+        self.levels = levels
         self.gate_strength = float(gate_strength)
         self.skip = skip
         self.latent = latent
@@ -76,6 +85,16 @@ class DifferentialGate:
             sigma_to = sigmas[-1]
         self._ts_to = model_sampling.timestep(torch.as_tensor(sigma_to))
         self._ts_from = model_sampling.timestep(torch.as_tensor(sigmas[0]))
+        self._sigma_to = float(sigma_to)
+        self._schedule = [float(value) for value in sigmas]
+
+    def _next_threshold(self, sigma) -> torch.Tensor:
+        """τ of the first scheduled σ below `sigma` (0 when that lies under the run's last positive σ)."""
+        current = float(torch.as_tensor(sigma).reshape(-1)[0])
+        below = [value for value in self._schedule if value < current]
+        if not below or max(below) < self._sigma_to:
+            return torch.zeros((), dtype=torch.float32)
+        return self.threshold(max(below)).clamp(min=0)
 
     def threshold(self, sigma) -> torch.Tensor:
         """τ at noise level σ (1 at the run's first σ, 0 at its last positive one)."""
@@ -91,15 +110,27 @@ class DifferentialGate:
         s = self.strength
         if self.mode == "mask":
             return s
-        binary = (s >= self.threshold(sigma).to(s.device)).to(s.dtype)
+        threshold = self.threshold(sigma).to(s.device)
+        active = (s >= threshold).to(s.dtype)
         if self.mode == "exact":
-            binary = binary * (s > 0).to(s.dtype)
+            if self.levels == "continuous":
+                active = self._entering(s, sigma, threshold, active)
+            active = active * (s > 0).to(s.dtype)
             if self.gate_strength < 1:
-                return self.gate_strength * binary + (1 - self.gate_strength) * s
-            return binary
+                return self.gate_strength * active + (1 - self.gate_strength) * s
+            return active
         if self.gate_strength and self.gate_strength < 1:
-            return self.gate_strength * binary + (1 - self.gate_strength) * s
-        return binary
+            return self.gate_strength * active + (1 - self.gate_strength) * s
+        return active
+
+    def _entering(self, s: torch.Tensor, sigma, threshold: torch.Tensor, binary: torch.Tensor):
+        """The continuous levels' A: 1 where S ≥ τ, (S − τ_next) / (τ − τ_next) in [0, 1) below it."""
+        lower = self._next_threshold(sigma).to(s.device)
+        span = threshold - lower
+        if float(span) <= 0:
+            return binary
+        part = ((s - lower) / span).clamp(0.0, 1.0)
+        return torch.where(binary == 1, binary, part)
 
     def __call__(self, x, sigma, **kwargs):
         self.calls += 1

@@ -54,12 +54,14 @@ def restore_held_pixels(out: torch.Tensor, latent: torch.Tensor, keep_mask: torc
 
 def sample(denoiser, latent: torch.Tensor, *, model_sampling, sampler: str, scheduler: str, steps: int, seed,
            denoise: float = 1.0, strength_map=None, gate: str = "exact", gate_strength: float = 1.0,
-           callback=None, skip: bool = True, stats: dict | None = None) -> torch.Tensor:
+           strength_levels: str = "steps", callback=None, skip: bool = True,
+           stats: dict | None = None) -> torch.Tensor:
     """Denoise ``latent`` (B, C, h, w, model space) and return the result latent.
 
     ``denoiser(x, sigma, **kw) -> x0``; ``seed`` an int or one int per batch item; ``strength_map`` None
     (change everything) or a float tensor on the latent grid ((h, w), (B, h, w) or (1 or B, 1, h, w)) with
-    values in [0, 1]; ``callback`` gets k-diffusion's step dict (``x``, ``i``, ``sigma``, ``sigma_hat``,
+    values in [0, 1]; ``strength_levels`` "steps" | "continuous" (exact gate only, see ``DifferentialGate``);
+    ``callback`` gets k-diffusion's step dict (``x``, ``i``, ``sigma``, ``sigma_hat``,
     ``denoised``) plus ``total_steps``; ``stats`` (a dict) is filled with ``network_calls``,
     ``network_calls_without_skip`` and ``steps``. An unknown sampler name raises KeyError.
     """
@@ -75,7 +77,7 @@ def sample(denoiser, latent: torch.Tensor, *, model_sampling, sampler: str, sche
         if gate == "comfy" and sampler == "ddim":
             held_noise = ddim_inpaint_noise(noise, seed)
         model = DifferentialGate(denoiser, strength_map, latent, held_noise, sigmas, model_sampling,
-                                 mode=gate, gate_strength=gate_strength, skip=skip)
+                                 mode=gate, gate_strength=gate_strength, skip=skip, levels=strength_levels)
 
     k_callback = None
     if callback is not None:
