@@ -13,6 +13,7 @@ from diffdiff.cli.options import (
     add_gate_options,
     add_model_options,
     add_prompt_options,
+    add_region_options,
     add_sampling_options,
     add_tiling_options,
     load_options,
@@ -54,6 +55,7 @@ def register(subparsers) -> None:
     run.add_argument("--stats", metavar="FILE.json", help="write the summary as JSON")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     add_gate_options(batch)
+    add_region_options(batch)
     add_sampling_options(batch, denoise=True, batch=False)
     add_tiling_options(batch, tile_help="network tile size in pixels, auto or off")
     add_prompt_options(batch)

@@ -11,6 +11,7 @@ from diffdiff.cli.options import (
     add_gate_options,
     add_model_options,
     add_prompt_options,
+    add_region_options,
     add_sampling_options,
     add_tiling_options,
     request_keywords,
@@ -31,6 +32,7 @@ def register(subparsers) -> None:
     edit.add_argument("--map", required=True, metavar="MAP",
                       help="strength map image (white = change fully, black = keep exactly) or a number 0..1")
     add_gate_options(edit)
+    add_region_options(edit)
     add_sampling_options(edit, denoise=True)
     add_tiling_options(edit, tile_help=TILE_HELP)
     add_prompt_options(edit)

@@ -37,6 +37,7 @@ def add_sampling_options(parser: argparse.ArgumentParser, *, denoise: bool = Fal
 
 
 def add_gate_options(parser: argparse.ArgumentParser) -> None:
+    from diffdiff.request import Output
     from diffdiff.sampling import GATE_MODES, STRENGTH_LEVELS
 
     gate = parser.add_argument_group("map")
@@ -51,6 +52,39 @@ def add_gate_options(parser: argparse.ArgumentParser) -> None:
                       help="keep the raw decoded image (no laying back of unchanged original pixels)")
     gate.add_argument("--alpha", action="store_true",
                       help="write the generated image with the composite opacity as its alpha channel")
+    soft = dict(type=float, default=argparse.SUPPRESS)
+    output = Output()
+    gate.add_argument("--difference-threshold", **soft,
+                      help="composite: latent RMS change at which new pixels get half the weight "
+                      f"(default {output.difference_threshold:g})")
+    gate.add_argument("--difference-contrast", **soft,
+                      help="composite: steepness of that transition "
+                      f"(default {output.difference_contrast:g})")
+    gate.add_argument("--mask-influence", **soft,
+                      help="composite: share of the opacity that follows the map rather than the change "
+                      f"(default {output.mask_influence:g})")
+
+
+def add_region_options(parser: argparse.ArgumentParser) -> None:
+    from diffdiff.regions import FILL_MODES
+    from diffdiff.request.parts import CROP_MODES, INPAINT_MASKS, Region
+
+    group = parser.add_argument_group("region")
+    group.add_argument("--crop", default=argparse.SUPPRESS,
+                       help=f"{' | '.join(CROP_MODES)}: edit crops around the map's regions at the model's "
+                       "native size and stitch them back (auto: when they cover at most half of an image "
+                       "larger than that)")
+    group.add_argument("--context", type=int, default=argparse.SUPPRESS,
+                       help="pixels of surroundings kept around each cropped region "
+                       "(default half the region's longer side)")
+    group.add_argument("--fill", default=argparse.SUPPRESS,
+                       help=f"pre-fill where the map is at least --fill-threshold: {' | '.join(FILL_MODES)}")
+    group.add_argument("--fill-threshold", type=float, default=argparse.SUPPRESS,
+                       help="map value from which pixels are pre-filled "
+                       f"(default {Region().fill_threshold:g})")
+    group.add_argument("--inpaint-mask", default=argparse.SUPPRESS,
+                       help=f"inpainting checkpoints: {' | '.join(INPAINT_MASKS)} (the mask input "
+                       "follows the gate step by step, or is the map's non-zero area)")
 
 
 def add_tiling_options(parser: argparse.ArgumentParser, *, tile_help: str):

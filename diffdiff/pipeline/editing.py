@@ -1,6 +1,8 @@
-"""Run an `EditRequest`: pad to the VAE's grid → encode (tiled when the plan says) → the map onto the latent
-grid → sample through the gate (item k of a batch uses seed + k) → decode → crop → change-aware composite
-with the original, so map-0 pixels stay the input's bytes. Nothing is checked again here: the request was.
+"""Run an `EditRequest`: pad to the VAE's grid → pre-fill the hole (when asked) → encode (tiled when the plan
+says) → the map onto the latent grid → sample through the gate (item k of a batch uses seed + k) → decode →
+crop → change-aware composite with the original, so map-0 pixels stay the input's bytes. A request whose map
+is small next to its image runs as crops around the map instead (`stitching`). Nothing is checked again
+here: the request was.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from .. import composite as compositing
 from ..errors import DiffdiffError
 from ..maps.latent import bilinear_grid, block_means
 from ..models.families import FAMILY_TABLE
-from ..request import EditRequest, Gate, Output, Prompting, Sampling, Tiling
+from ..regions import fill_holes
+from ..request import EditRequest, Gate, Output, Prompting, Region, Sampling, Tiling
 from ..tiles.vae import release_free_memory
 from .result import RunResult
 from .run import model_record, resolve_model, sample_latents
+from .stitching import crop_boxes, run_cropped
 from .tiling import plan_tiling
 
 
@@ -45,35 +49,40 @@ def latent_strength(padded_map: np.ndarray, gate_mode: str, factor: int) -> torc
 
 
 def _composite_all(base: np.ndarray, decoded: np.ndarray, strength: np.ndarray, change: np.ndarray,
-                   padded_hw: tuple[int, int], alpha: bool):
-    """Per image: opacity (float32 (H, W)) and the composite over `base` (or the RGBA layer when `alpha`)."""
+                   padded_hw: tuple[int, int], output: Output, filled: np.ndarray | None = None):
+    """Per image: opacity (float32 (H, W)) and the composite over `base` (or the RGBA layer when `alpha`).
+    `filled` (bool (H, W)): pixels that were pre-filled; they take the new pixels whole (the change there
+    was measured against the fill, not the original)."""
     height, width = base.shape[:2]
     opacities, images = [], []
     for top, item_change in zip(decoded, change):
         smooth = compositing.smooth_change(item_change, padded_hw)
         smooth = smooth if smooth.shape == (height, width) else np.ascontiguousarray(smooth[:height, :width])
-        opacity = compositing.opacity_from(strength, smooth, out=smooth)  # in place: one full-size float
+        opacity = compositing.opacity_from(strength, smooth, influence=output.mask_influence,
+                                           out=smooth)  # in place: one full-size float
+        if filled is not None:
+            opacity[filled] = 1.0
         opacities.append(opacity)
-        if alpha:
+        if output.alpha:
             images.append(compositing.layer_with_alpha(top, opacity))
         else:
             images.append(compositing.composite(base, top, opacity))
     return opacities, images
 
 
-def group_key(size: tuple[int, int], sampling: Sampling, gate: Gate, tiling: Tiling, output: Output,
-              prompting: Prompting, loras: tuple) -> tuple:
+def group_key(size: tuple[int, int], sampling: Sampling, gate: Gate, region: Region, tiling: Tiling,
+              output: Output, prompting: Prompting, loras: tuple) -> tuple:
     """Edits with equal keys can share one sampling run (see `run_edits`): the same size, LoRAs and every
     option but the seed (the prompts, image and map are per item). SpotDiffusion draws its windows from the
     run's seed, so with that blend the seed is part of the key too."""
     if tiling.blend != "spot":
         sampling = dataclasses.replace(sampling, seed=0)
-    return (size, sampling, gate, tiling, output, prompting, loras)
+    return (size, sampling, gate, region, tiling, output, prompting, loras)
 
 
 def request_group_key(request: EditRequest) -> tuple:
-    return group_key(request.size, request.sampling, request.gate, request.tiling, request.output,
-                     request.prompting, request.prompting.loras_for(request.prompt))
+    return group_key(request.size, request.sampling, request.gate, request.region, request.tiling,
+                     request.output, request.prompting, request.prompting.loras_for(request.prompt))
 
 
 def run_edit(request: EditRequest, model, *, callback=None, record: dict | None = None,
@@ -88,12 +97,32 @@ def run_edits(requests: list[EditRequest], model, *, callback=None, records: lis
               always_tile_network: bool = False) -> list[RunResult]:
     """Run several requests of one `group_key` in one sampling run: their items (request k's batch, seeds
     seed + i) are stacked on the batch axis, each with its own image, map, prompts and seed. Each result
-    carries the run's shared counts, with `group_items` saying how many items shared it."""
-    started = time.perf_counter()
+    carries the run's shared counts, with `group_items` saying how many items shared it. A request that is
+    edited as crops (`crop_boxes`) runs on its own."""
     first = requests[0]
     if any(request_group_key(request) != request_group_key(first) for request in requests):
         raise DiffdiffError("internal: requests run together must share their size and options")
     model = resolve_model(model)
+    records = records or [None] * len(requests)
+    boxes = [crop_boxes(request, model) for request in requests]
+    whole = [index for index, found in enumerate(boxes) if not found]
+    results = dict(zip(whole, _run_whole([requests[i] for i in whole], model, callback,
+                                         [records[i] for i in whole], always_tile_network) if whole else []))
+    for index, found in enumerate(boxes):
+        if found:
+            started = time.perf_counter()
+
+            def run_one(crop, record=None):
+                return _run_whole([crop], model, callback, [record], always_tile_network)[0]
+
+            results[index] = run_cropped(requests[index], found, model, run_one, records[index])
+            results[index].stats["seconds"] = time.perf_counter() - started
+    return [results[index] for index in range(len(requests))]
+
+
+def _run_whole(requests: list[EditRequest], model, callback, records: list, always_tile_network: bool):
+    started = time.perf_counter()
+    first = requests[0]
     codec = model.vae_codec
     width, height = first.size
     padded_w, padded_h = padded_size(width, height, codec.factor)
@@ -101,12 +130,16 @@ def run_edits(requests: list[EditRequest], model, *, callback=None, records: lis
                        factor=codec.factor, always_tile_network=always_tile_network)
     batch = first.sampling.batch
     pixels, cleans, strengths = [], [], []
+    region = first.region
     for request in requests:
         pixels.append(pad_array(request.image.pixels, padded_h, padded_w))
-        cleans.append(codec.encode(pixels[-1], plan.vae_tile, plan.vae_overlap))
         padded_map = pad_array(request.strength.values, padded_h, padded_w)
+        start = pixels[-1]
+        if region.fill != "none":
+            start = fill_holes(start, padded_map, region.fill, region.fill_threshold, request.sampling.seed)
+        cleans.append(codec.encode(start, plan.vae_tile, plan.vae_overlap))
         strengths.append(latent_strength(padded_map, first.gate.mode, codec.factor))
-    del padded_map
+    del padded_map, start
     clean = torch.cat(cleans)
     strength = torch.stack(strengths).to(clean.device) if len(requests) > 1 else strengths[0].to(clean.device)
     latent = clean.repeat_interleave(batch, dim=0) if batch > 1 else clean
@@ -127,14 +160,18 @@ def run_edits(requests: list[EditRequest], model, *, callback=None, records: lis
         items = slice(index * batch, (index + 1) * batch)
         item_decoded = decoded[items]
         opacities, images = None, None
-        if request.output.composite:
-            change = compositing.latent_change(cleans[index], result[items])
+        output = request.output
+        if output.composite:
+            change = compositing.latent_change(cleans[index], result[items],
+                                               threshold=output.difference_threshold,
+                                               contrast=output.difference_contrast)
+            filled = request.strength.values >= region.fill_threshold if region.fill != "none" else None
             opacities, images = _composite_all(
                 pixels[index][:height, :width], item_decoded[:, :height, :width], request.strength.values,
-                change, (padded_h, padded_w), request.output.alpha)
+                change, (padded_h, padded_w), output, filled)
         pixels[index] = None
         generated = [Image.fromarray(np.ascontiguousarray(item[:height, :width])) for item in item_decoded]
-        record = records[index] if records and records[index] is not None else request.record()
+        record = records[index] if records[index] is not None else request.record()
         settings = {**model_record(model), **record, "tiles": stats["tiles"]}
         results.append(RunResult(images or generated, opacities, generated, settings, dict(stats)))
     seconds = time.perf_counter() - started

@@ -18,7 +18,7 @@ from PIL import Image
 
 from ..errors import DiffdiffError
 from ..maps.upscale_strength import strength_map_for
-from ..request import EditRequest, Gate, Output, Picture, StrengthMap, UpscaleRequest
+from ..request import EditRequest, Gate, Output, Picture, Region, StrengthMap, UpscaleRequest
 from .editing import run_edit
 from .result import RunResult
 from .run import resolve_model
@@ -63,7 +63,8 @@ def run_upscale(request: UpscaleRequest, model, *, callback=None) -> RunResult:
     mean_strength = float(strength.mean(dtype=np.float64))
     refine = EditRequest(Picture(np.asarray(enlarged), request.image.name),
                          StrengthMap(strength, enlarge.record()["map"]), request.prompt, request.negative,
-                         request.sampling, Gate(), request.tiling, Output(), request.prompting)
+                         request.sampling, Gate(), request.tiling, Output(), request.prompting,
+                         Region(crop="off"))
     del enlarged, strength  # the refine request holds the only copies
     result = run_edit(refine, model, callback=callback, record=request.record(mean_strength),
                       always_tile_network=True)

@@ -1,5 +1,5 @@
-"""The option groups of a request — `Sampling`, `Gate`, `Tiling`, `Output` — each a frozen dataclass that
-checks its values once, in its constructor, with the one-line messages the command line prints.
+"""The option groups of a request — `Sampling`, `Gate`, `Region`, `Tiling`, `Output` — each a frozen dataclass
+that checks its values once, in its constructor, with the one-line messages the command line prints.
 
 A field's name is its Python keyword (`edit(..., steps=20)`) and its command-line flag (`--steps`), unless
 its metadata names another keyword (`Gate.mode` is `gate=` / `--gate`). So a new option is one field with
@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
+from .. import composite as compositing
 from ..errors import DiffdiffError
+from ..regions import FILL_MODES
 from ..sampling import GATE_MODES, SAMPLERS, SCHEDULERS, STRENGTH_LEVELS
 from ..tiles import BLENDS
 from . import checks
@@ -104,6 +106,36 @@ class Gate(Part):
         self._set("invert", checks.flag(self.invert, "invert_map"))
 
 
+CROP_MODES = ("auto", "on", "off")
+INPAINT_MASKS = ("gate", "map")
+
+
+@dataclass(frozen=True)
+class Region(Part):
+    """Where the edit happens and what the model starts from there (see `diffdiff.regions`):
+    - `crop`: edit only crops around the map's regions, each scaled up towards the model's native area, then
+      stitched back ("auto": when the regions cover at most half of an image larger than the native area);
+      `context`: pixels of surroundings around each region (None: half the region's longer side, ≥ 32);
+    - `fill`: pre-fill pixels whose strength is at least `fill_threshold` before encoding;
+    - `inpaint_mask`: for inpainting checkpoints, whether the mask input follows the gate step by step
+      ("gate") or stays the map's non-zero area ("map")."""
+
+    crop: str = "auto"
+    context: int | None = None
+    fill: str = "none"
+    fill_threshold: float = 0.9
+    inpaint_mask: str = "gate"
+
+    def __post_init__(self):
+        self._set("crop", checks.choice(self.crop, CROP_MODES, "crop mode"))
+        if self.context is not None:
+            self._set("context", checks.count(self.context, "context", 0, 16384))
+        self._set("fill", checks.choice(self.fill, FILL_MODES, "fill mode"))
+        self._set("fill_threshold", checks.number(self.fill_threshold, "fill threshold", 0.0, 1.0,
+                                                  low_open=True))
+        self._set("inpaint_mask", checks.choice(self.inpaint_mask, INPAINT_MASKS, "inpaint mask"))
+
+
 @dataclass(frozen=True)
 class Tiling(Part):
     """Tiles of the network (`tile`, `overlap`, `blend`, `tile_batch`) and of the VAE (`vae_tile`), in
@@ -133,13 +165,23 @@ class Tiling(Part):
 @dataclass(frozen=True)
 class Output(Part):
     """What an edit returns: the change-aware composite (or the raw decode), as RGB or as an RGBA layer whose
-    alpha is the composite's opacity."""
+    alpha is the composite's opacity, and the composite's soft-inpainting controls (`diffdiff.composite`):
+    the latent difference at which the new pixels get half the weight, the steepness of that transition,
+    and the share of the opacity that follows the map instead of the measured change."""
 
     composite: bool = True
     alpha: bool = False
+    difference_threshold: float = compositing.DIFFERENCE_THRESHOLD
+    difference_contrast: float = compositing.DIFFERENCE_CONTRAST
+    mask_influence: float = compositing.MASK_INFLUENCE
 
     def __post_init__(self):
         self._set("composite", checks.flag(self.composite, "composite"))
         self._set("alpha", checks.flag(self.alpha, "alpha"))
+        self._set("difference_threshold", checks.number(self.difference_threshold, "difference threshold",
+                                                        0.0, 100.0, low_open=True))
+        self._set("difference_contrast", checks.number(self.difference_contrast, "difference contrast",
+                                                       0.0, 100.0, low_open=True))
+        self._set("mask_influence", checks.number(self.mask_influence, "mask influence", 0.0, 1.0))
         if self.alpha and not self.composite:
             raise DiffdiffError("alpha output is the composite's opacity; drop --no-composite to use --alpha")

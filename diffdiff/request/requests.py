@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, fields
 from ..errors import DiffdiffError
 from . import checks
 from .inputs import Picture, StrengthMap, read_picture, read_strength
-from .parts import Gate, Output, Part, Sampling, Tiling, keyword_of, keywords_of
+from .parts import Gate, Output, Part, Region, Sampling, Tiling, keyword_of, keywords_of
 from .prompting import Prompting
 
 MAX_GENERATE_SIDE = 16384
@@ -48,8 +48,9 @@ class EditRequest:
     tiling: Tiling = field(default_factory=Tiling)
     output: Output = field(default_factory=Output)
     prompting: Prompting = field(default_factory=Prompting)
+    region: Region = field(default_factory=Region)
 
-    OPTION_GROUPS = (Sampling, Gate, Tiling, Output, Prompting)
+    OPTION_GROUPS = (Sampling, Gate, Region, Tiling, Output, Prompting)
 
     def __post_init__(self):
         prompt_record(self.prompt, self.negative)
@@ -60,11 +61,12 @@ class EditRequest:
     def build(cls, image, strength_map, prompt: str, *, negative: str = "", **keywords) -> EditRequest:
         """Check the options, then read the image and the map (white = change) once."""
         prompt_record(prompt, negative)
-        sampling, gate, tiling, output, prompting = split_keywords(keywords, *cls.OPTION_GROUPS)
+        sampling, gate, region, tiling, output, prompting = split_keywords(keywords, *cls.OPTION_GROUPS)
         prompting.check_prompts(prompt, negative)
         picture = read_picture(image)
         strength = read_strength(strength_map, picture.size, invert=gate.invert)
-        return cls(picture, strength, prompt, negative, sampling, gate, tiling, output, prompting)
+        return cls(picture, strength, prompt, negative, sampling, gate, tiling, output, prompting,
+                   region=region)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -76,7 +78,7 @@ class EditRequest:
         return {"mode": "edit", **prompt_record(self.prompt, self.negative), "width": width, "height": height,
                 "image": self.image.name, "map": self.strength.description, **keywords_of(self.sampling),
                 **keywords_of(self.gate), **keywords_of(self.tiling), **keywords_of(self.output),
-                **self.prompting.record(self.prompt, self.negative)}
+                **self.prompting.record(self.prompt, self.negative), **keywords_of(self.region)}
 
 
 @dataclass(frozen=True, eq=False)
