@@ -20,6 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("directory", metavar="DIR", help="output folder (or .safetensors with --single-file)")
     parser.add_argument("--family", choices=FAMILIES, default="sd1", help="model family (default sd1)")
     parser.add_argument("--single-file", action="store_true", help="write one .safetensors checkpoint")
+    parser.add_argument("--inpainting", action="store_true",
+                        help="an inpainting UNet (the latent, a mask and a masked-image latent as input)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     parser.set_defaults(func=handler)
 
@@ -30,6 +32,6 @@ def handler(args: argparse.Namespace) -> int:
 
     # main() turns SIGTERM into KeyboardInterrupt: a killed run removes its staging folder first
     path = make_tiny_model(args.directory, args.family, single_file=args.single_file,
-                           overwrite=args.overwrite, hint=CLI_OVERWRITE_HINT)
+                           overwrite=args.overwrite, hint=CLI_OVERWRITE_HINT, inpainting=args.inpainting)
     print(path)
     return 0

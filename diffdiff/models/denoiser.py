@@ -38,8 +38,9 @@ def _network_dtype(network) -> torch.dtype:
 class ParametrisedNetwork:
     """x0 = calculate_denoised(σ, unet(calculate_input(σ, x), timestep(σ), context).sample, x).
 
-    `added_cond` (SDXL: {"text_embeds", "time_ids"}) is the default for calls that give none.
-    The network runs in its own dtype; x0 comes back in x's dtype.
+    `concat` (B, C', h, w), when given, is appended to the scaled input on the channel axis (inpainting
+    UNets' mask and masked-image latent). `added_cond` (SDXL: {"text_embeds", "time_ids"}) is the default
+    for calls that give none. The network runs in its own dtype; x0 comes back in x's dtype.
     """
 
     def __init__(self, unet, model_sampling, added_cond: dict | None = None):
@@ -48,7 +49,7 @@ class ParametrisedNetwork:
         self.added_cond = added_cond
 
     @torch.no_grad()
-    def __call__(self, x, sigma, encoder_hidden_states=None, added_cond_kwargs=None, **unused):
+    def __call__(self, x, sigma, encoder_hidden_states=None, added_cond_kwargs=None, concat=None, **unused):
         if encoder_hidden_states is None:
             raise ValueError("ParametrisedNetwork needs encoder_hidden_states (the prompt conditioning)")
         sigma = torch.as_tensor(sigma, device=x.device).reshape(-1)
@@ -57,6 +58,8 @@ class ParametrisedNetwork:
         batch = x.shape[0]
         dtype = _network_dtype(self.unet)
         model_input = self.model_sampling.calculate_input(sigma, x).to(dtype)
+        if concat is not None:  # an inpainting UNet's extra input channels, unscaled (docs/design.md §14)
+            model_input = torch.cat([model_input, concat.to(device=x.device, dtype=dtype)], dim=1)
         timestep = torch.as_tensor(self.model_sampling.timestep(sigma), device=x.device)
         context = expand_to_batch(encoder_hidden_states, batch).to(device=x.device, dtype=dtype)
         added = added_cond_kwargs if added_cond_kwargs is not None else self.added_cond
@@ -74,7 +77,8 @@ class CFGDenoiser:
     """uncond + cfg·(cond − uncond) in one batched inner call; cond only at cfg = 1.
 
     `cond` / `uncond` are dicts of keyword tensors for the inner network (`encoder_hidden_states` and,
-    for SDXL, `added_cond_kwargs`). Counts inner calls in `inner_calls`.
+    for SDXL, `added_cond_kwargs`). A call's `concat` (inpainting inputs, one per item of x) goes to both
+    halves. Counts inner calls in `inner_calls`.
     """
 
     def __init__(self, inner, cond: dict, uncond: dict | None, cfg: float):
@@ -87,16 +91,17 @@ class CFGDenoiser:
         self.model_sampling = getattr(inner, "model_sampling", None)
         self.inner_calls = 0
 
-    def __call__(self, x, sigma, **unused):
+    def __call__(self, x, sigma, concat=None, **unused):
         batch = x.shape[0]
         sigma = torch.as_tensor(sigma, device=x.device).reshape(-1)
         if sigma.numel() == 1:
             sigma = sigma.expand(batch)
         self.inner_calls += 1
+        extra = {} if concat is None else {"concat": concat}
         if self.cfg == 1.0:
-            return self.inner(x, sigma, **_expand_kwargs(self.cond, batch))
-        cond = _expand_kwargs(self.cond, batch)
-        uncond = _expand_kwargs(self.uncond, batch)
+            return self.inner(x, sigma, **_expand_kwargs(self.cond, batch), **extra)
+        cond = _expand_kwargs({**self.cond, **extra}, batch)
+        uncond = _expand_kwargs({**self.uncond, **extra}, batch)
         both = _concat_kwargs(cond, uncond)
         x0 = self.inner(torch.cat([x, x]), torch.cat([sigma, sigma]), **both)
         x0_cond, x0_uncond = x0.chunk(2)

@@ -47,6 +47,7 @@ def file_short_hash(path: Path) -> str:
 
 class LoadedModel:
     """A loaded model: `family`, `model_sampling`, `device`, `dtype`, `name`, `short_hash`, `latent_channels`,
+    `inpainting` (the UNet also takes a mask and a masked-image latent: 2·latent + 1 input channels),
     `vae_codec` (pixels ↔ latents), and the networks `unet`, `vae`, `text_encoders`, `tokenizers`."""
 
     def __init__(self, *, family, unet, vae, text_encoders, tokenizers, device, dtype, name, hash_file=None):
@@ -59,7 +60,8 @@ class LoadedModel:
         self.dtype = dtype
         self.name = name
         self.model_sampling = _model_sampling(family)
-        self.latent_channels = int(unet.config.in_channels)
+        self.latent_channels = int(unet.config.out_channels)
+        self.inpainting = int(unet.config.in_channels) == 2 * self.latent_channels + 1
         self.vae_codec = VaeCodec(self.vae, device)
         self._hash_file = Path(hash_file) if hash_file is not None else None
         self._short_hash = None

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from ..errors import DiffdiffError
-from .families import base_family
+from .families import UNET_INPUT_KEY, base_family
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".bin", ".pth")
 SHIPPED_CONFIGS = Path(__file__).resolve().parent / "configs"
@@ -203,6 +203,8 @@ def build_unet(state_dict: dict, config_folder: Path, dtype: torch.dtype):
     from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint
 
     config = UNet2DConditionModel.load_config(str(config_folder), subfolder="unet", local_files_only=True)
+    if UNET_INPUT_KEY in state_dict:  # inpainting UNets take 9 channels: the latent, a mask, a masked latent
+        config = {**config, "in_channels": int(state_dict[UNET_INPUT_KEY].shape[1])}
     unet = _build_strict(
         lambda: UNet2DConditionModel.from_config(config),
         lambda _: _convert(convert_ldm_unet_checkpoint, "unet", state_dict, config),

@@ -62,8 +62,10 @@ def _text_config(family: str, component: str) -> dict:
     return config
 
 
-def _unet_config(family: str) -> dict:
+def _unet_config(family: str, inpainting: bool = False) -> dict:
     config = shipped_config(family, "unet")
+    if inpainting:  # the latent, a mask and a masked-image latent (diffdiff.pipeline.inpainting)
+        config["in_channels"] = 2 * config["out_channels"] + 1
     encoders = ["text_encoder", "text_encoder_2"] if family == "sdxl" else ["text_encoder"]
     config.update(
         block_out_channels=[32, 64],
@@ -90,10 +92,11 @@ def _vae_config(family: str) -> dict:
     return config
 
 
-def tiny_configs(family: str) -> dict[str, dict]:
-    """{component: config dict} of the tiny model of `family` (unet, vae, text_encoder[, text_encoder_2])."""
+def tiny_configs(family: str, inpainting: bool = False) -> dict[str, dict]:
+    """{component: config dict} of the tiny model of `family` (unet, vae, text_encoder[, text_encoder_2]);
+    `inpainting`: a UNet with the inpainting input channels."""
     _check_family(family)
-    configs = {"unet": _unet_config(family), "vae": _vae_config(family)}
+    configs = {"unet": _unet_config(family, inpainting), "vae": _vae_config(family)}
     for name in ("text_encoder", "text_encoder_2"):
         if (CONFIG_ROOT / family / name).is_dir():
             configs[name] = _text_config(family, name)
@@ -105,14 +108,14 @@ def _check_family(family: str) -> None:
         raise DiffdiffError(f"unknown model family {family!r}; choose one of {', '.join(FAMILIES)}")
 
 
-def build_tiny_components(family: str) -> dict[str, torch.nn.Module]:
+def build_tiny_components(family: str, inpainting: bool = False) -> dict[str, torch.nn.Module]:
     """The tiny networks of `family` with seeded random weights (same weights on every call)."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     components: dict[str, torch.nn.Module] = {}
     with torch.random.fork_rng(devices=[]):  # leave the caller's global RNG state as it was
-        for name, config in tiny_configs(family).items():
+        for name, config in tiny_configs(family, inpainting).items():
             torch.manual_seed(SEEDS[name])
             if name == "unet":
                 model = UNet2DConditionModel.from_config(config)
@@ -125,10 +128,10 @@ def build_tiny_components(family: str) -> dict[str, torch.nn.Module]:
     return components
 
 
-def _write_folder(folder: Path, family: str) -> None:
+def _write_folder(folder: Path, family: str, inpainting: bool = False) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     with quiet_libraries():  # no "Writing model shards" bar per text encoder
-        for name, model in build_tiny_components(family).items():
+        for name, model in build_tiny_components(family, inpainting).items():
             model.save_pretrained(str(folder / name), safe_serialization=True)
     for index, kind in enumerate(FAMILY_TOKENIZERS[family]):
         write_tokenizer_files(folder / ("tokenizer" if index == 0 else f"tokenizer_{index + 1}"), kind)
@@ -188,7 +191,7 @@ def _writing(folder: Path | None, shown: Path):
         raise
 
 
-def _replace_folder(target: Path, family: str, overwrite: bool, hint: str) -> Path:
+def _replace_folder(target: Path, family: str, overwrite: bool, hint: str, inpainting: bool = False) -> Path:
     empty_folder = target.is_dir() and not any(target.iterdir())
     if target.exists() and not empty_folder:
         if not target.is_dir() or not (target / "model_index.json").exists():
@@ -198,7 +201,7 @@ def _replace_folder(target: Path, family: str, overwrite: bool, hint: str) -> Pa
     with _writing(target.parent, target):
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
         try:
-            _write_folder(staging, family)
+            _write_folder(staging, family, inpainting)
             _make_readable(staging)
             if target.exists():
                 shutil.rmtree(target)
@@ -209,9 +212,9 @@ def _replace_folder(target: Path, family: str, overwrite: bool, hint: str) -> Pa
     return target
 
 
-def single_file_state(family: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def single_file_state(family: str, inpainting: bool = False) -> tuple[dict[str, torch.Tensor], dict]:
     """The tiny model of `family` as (ldm-layout state dict, safetensors header metadata)."""
-    return checkpoint_state(build_tiny_components(family), family)
+    return checkpoint_state(build_tiny_components(family, inpainting), family)
 
 
 def checkpoint_state(components: dict[str, torch.nn.Module], family: str,
@@ -247,12 +250,13 @@ def _sort_header(path: Path) -> None:
 
 def make_tiny_model(
     directory: str | Path, family: str, single_file: bool = False, overwrite: bool = False, *,
-    hint: str = OVERWRITE_HINT,
+    hint: str = OVERWRITE_HINT, inpainting: bool = False,
 ) -> Path:
     """Write a tiny random model of `family`; return the diffusers folder or the `.safetensors` file.
 
     Folder form: `directory` becomes the diffusers folder. Single-file form: `directory` may name the
-    `.safetensors` file itself, otherwise the file is `directory/tiny-<family>.safetensors`. `hint` ends the
+    `.safetensors` file itself, otherwise the file is `directory/tiny-<family>[-inpainting].safetensors`.
+    `inpainting`: the UNet takes the inpainting input channels (2·latent + 1). `hint` ends the
     message for an existing output (how to allow replacing it). An interrupted or failed call leaves
     nothing behind: no staging folder, temporary file or folder made for the output.
     """
@@ -262,17 +266,18 @@ def make_tiny_model(
         if target.suffix.lower() == ".safetensors":
             raise DiffdiffError(f"{target} names a .safetensors file but a model folder was asked for; "
                                 "add --single-file (single_file=True), or give a folder name")
-        return _replace_folder(target, family, overwrite, hint)
+        return _replace_folder(target, family, overwrite, hint, inpainting)
     folder = None
     if target.suffix.lower() != ".safetensors":
         folder = target
-        target = target / f"tiny-{family}.safetensors"
+        target = target / f"tiny-{family}{'-inpainting' if inpainting else ''}.safetensors"
     if folder is not None:
         _check_creatable(folder, folder)  # before the networks are built
     if folder is None or folder.is_dir():
         check_writable(target, overwrite, hint=hint)
     with _writing(folder, folder or target):
-        path = write_checkpoint(target, *single_file_state(family), overwrite=overwrite, hint=hint)
+        state = single_file_state(family, inpainting)
+        path = write_checkpoint(target, *state, overwrite=overwrite, hint=hint)
     return path
 
 

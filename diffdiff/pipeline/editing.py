@@ -21,6 +21,7 @@ from ..models.families import FAMILY_TABLE
 from ..regions import fill_holes
 from ..request import EditRequest, Gate, Output, Prompting, Region, Sampling, Tiling
 from ..tiles.vae import release_free_memory
+from .inpainting import masked_pixels
 from .result import RunResult
 from .run import model_record, resolve_model, sample_latents
 from .stitching import crop_boxes, run_cropped
@@ -129,7 +130,7 @@ def _run_whole(requests: list[EditRequest], model, callback, records: list, alwa
     plan = plan_tiling(first.tiling, padded_w, padded_h, native_size=FAMILY_TABLE[model.family].native_size,
                        factor=codec.factor, always_tile_network=always_tile_network)
     batch = first.sampling.batch
-    pixels, cleans, strengths = [], [], []
+    pixels, cleans, strengths, hole_latents = [], [], [], []
     region = first.region
     for request in requests:
         pixels.append(pad_array(request.image.pixels, padded_h, padded_w))
@@ -138,6 +139,9 @@ def _run_whole(requests: list[EditRequest], model, callback, records: list, alwa
         if region.fill != "none":
             start = fill_holes(start, padded_map, region.fill, region.fill_threshold, request.sampling.seed)
         cleans.append(codec.encode(start, plan.vae_tile, plan.vae_overlap))
+        if model.inpainting:
+            greyed = masked_pixels(start, padded_map)
+            hole_latents.append(codec.encode(greyed, plan.vae_tile, plan.vae_overlap))
         strengths.append(latent_strength(padded_map, first.gate.mode, codec.factor))
     del padded_map, start
     clean = torch.cat(cleans)
@@ -147,11 +151,16 @@ def _run_whole(requests: list[EditRequest], model, callback, records: list, alwa
     seeds = [seed for request in requests for seed in request.sampling.seeds()]
     if strength.ndim == 3 and batch > 1:
         strength = strength.repeat_interleave(batch, dim=0)
+    inpaint = None
+    if model.inpainting:
+        hole = (strength > 0).to(clean.dtype)
+        inpaint = dict(clean=latent, hole_latent=torch.cat(hole_latents).repeat_interleave(batch, dim=0),
+                       hole=hole.reshape(-1, 1, *hole.shape[-2:]), follow_gate=region.inpaint_mask == "gate")
     result, stats = sample_latents(
         model, latent, prompts=prompts, size=first.size, sampling=first.sampling, seeds=seeds,
         tiling=first.tiling, plan=plan, strength=strength, gate=first.gate, prompting=first.prompting,
-        callback=callback)
-    del latent, strength
+        inpaint=inpaint, callback=callback)
+    del latent, strength, inpaint, hole_latents
     release_free_memory()  # the sampler's freed tile activations, before the full-size buffers come
     decoded = codec.decode(result, plan.vae_tile, plan.vae_overlap)  # uint8 (items, padded H, padded W, 3)
     stats["group_items"] = len(prompts)

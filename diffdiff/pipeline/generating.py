@@ -12,6 +12,7 @@ from PIL import Image
 from ..models.families import FAMILY_TABLE
 from ..request import GenerateRequest
 from .editing import padded_size
+from .inpainting import grey_latent
 from .result import RunResult
 from .run import model_record, resolve_model, sample_latents
 from .tiling import plan_tiling
@@ -26,9 +27,13 @@ def run_generate(request: GenerateRequest, model, *, callback=None) -> RunResult
                        factor=codec.factor)
     latent_hw = (padded_h // codec.factor, padded_w // codec.factor)
     latent = torch.zeros((request.sampling.batch, model.latent_channels, *latent_hw), device=model.device)
+    inpaint = None
+    if model.inpainting:  # nothing is known: the whole image is the hole
+        inpaint = dict(clean=latent, hole_latent=grey_latent(codec, latent),
+                       hole=torch.ones_like(latent[:1, :1]), follow_gate=False)
     result, stats = sample_latents(model, latent, prompts=[(request.prompt, request.negative)],
                                    size=request.size, sampling=request.sampling, tiling=request.tiling,
-                                   plan=plan, prompting=request.prompting, callback=callback)
+                                   plan=plan, prompting=request.prompting, inpaint=inpaint, callback=callback)
     decoded = codec.decode(result, plan.vae_tile, plan.vae_overlap)
     height, width = request.height, request.width
     images = [Image.fromarray(np.ascontiguousarray(item[:height, :width])) for item in decoded]

@@ -1,6 +1,6 @@
 """The sampling run shared by edit, generate and upscale: prompt → conditioning → the denoiser chain
-(tiles → call counter → NaN guard → CFG → network; the gate is added by `sample`) → `sample()` → the
-run's counts. Also the model's part of the settings record."""
+(inpainting inputs → tiles → call counter → NaN guard → CFG → network; the gate is added by `sample`) →
+`sample()` → the run's counts. Also the model's part of the settings record."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from ..errors import DiffdiffError
 from ..models.conditioning import Conditioning, stack_conditionings
 from ..request import Gate, Prompting, Sampling, Tiling
 from ..sampling import sample
+from .inpainting import InpaintInputs
 from .step_cost import step_costs, weighted
 from .tiling import TilingPlan, wrap_denoiser
 from .watch import FiniteGuard, NetworkCalls
@@ -35,8 +36,11 @@ def resolve_model(model):
 
 def model_record(model) -> dict:
     """The model's entries in the settings record."""
-    return {"model": getattr(model, "name", None), "model_hash": getattr(model, "short_hash", None),
-            "family": model.family, "version": diffdiff.__version__}
+    record = {"model": getattr(model, "name", None), "model_hash": getattr(model, "short_hash", None),
+              "family": model.family, "version": diffdiff.__version__}
+    if getattr(model, "inpainting", False):
+        record["inpainting_model"] = True
+    return record
 
 
 def encode_prompts(model, prompts: list[tuple[str, str]], size: tuple[int, int],
@@ -54,11 +58,13 @@ def encode_prompts(model, prompts: list[tuple[str, str]], size: tuple[int, int],
 def sample_latents(model, latent: torch.Tensor, *, prompts: list[tuple[str, str]], size: tuple[int, int],
                    sampling: Sampling, tiling: Tiling, plan: TilingPlan, strength: torch.Tensor | None = None,
                    gate: Gate | None = None, seeds: list[int] | None = None,
-                   prompting: Prompting | None = None, callback=None) -> tuple[torch.Tensor, dict]:
+                   prompting: Prompting | None = None, inpaint: dict | None = None,
+                   callback=None) -> tuple[torch.Tensor, dict]:
     """Denoise `latent` (B, C, h, w); with a latent-grid `strength` map ((h, w) or (B, h, w)) through the
     `gate`. `prompts`: one (prompt, negative) pair for all items, or one per item, read as `prompting` says,
     with its LoRAs (those of the first prompt: items run together share them) applied for the run;
-    `seeds`: one per item (default: the sampling's seed + k).
+    `seeds`: one per item (default: the sampling's seed + k); `inpaint`: the keywords of `InpaintInputs`
+    (clean, hole_latent, hole, follow_gate) for an inpainting UNet.
 
     Returns the result latent and the counts: `steps`, `sampler_calls` (calls of the gated denoiser,
     skipped ones included), `network_calls` (batched network calls made), `tiles`, `tile_evaluations`
@@ -70,10 +76,11 @@ def sample_latents(model, latent: torch.Tensor, *, prompts: list[tuple[str, str]
     prompting = prompting or Prompting()
     with applied_loras(model, list(prompting.loras_for(prompts[0][0])), allow_pickle=prompting.allow_pickle):
         return _sample(model, latent, prompts, size, sampling, tiling, plan, strength, gate, seeds, prompting,
-                       callback)
+                       inpaint, callback)
 
 
-def _sample(model, latent, prompts, size, sampling, tiling, plan, strength, gate, seeds, prompting, callback):
+def _sample(model, latent, prompts, size, sampling, tiling, plan, strength, gate, seeds, prompting, inpaint,
+            callback):
     conditioning = encode_prompts(model, prompts, size, prompting.reading())
     network = NetworkCalls(FiniteGuard(model.denoiser(conditioning, sampling.cfg)))
     denoiser, tile_count = wrap_denoiser(network, plan, tuple(latent.shape[-2:]), blend=tiling.blend,
@@ -90,8 +97,9 @@ def _sample(model, latent, prompts, size, sampling, tiling, plan, strength, gate
     if seeds is not None:
         arguments["seed"] = list(seeds)
     counts: dict = {}
+    outer = InpaintInputs(denoiser, **inpaint) if inpaint is not None else denoiser
     with torch.no_grad():
-        result = sample(denoiser, latent, model_sampling=model.model_sampling, **arguments,
+        result = sample(outer, latent, model_sampling=model.model_sampling, **arguments,
                         **gate_arguments, callback=callback, skip=True, stats=counts)
     sampler_calls = int(counts["network_calls_without_skip"])
     evaluations = denoiser.tile_calls / latent.shape[0] if tile_count > 1 else counts["network_calls"]
