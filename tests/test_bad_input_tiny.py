@@ -26,7 +26,7 @@ SELF_TERMINATING = textwrap.dedent("""
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(30)  # the handler runs at the next bytecode; without one the process is gone
 
-    tiny._write_folder = lambda folder, family: die(folder / "half.json")
+    tiny._write_folder = lambda folder, family, inpainting=False: die(folder / "half.json")
     safetensors.torch.save_file = lambda state, path, metadata=None: die(__import__("pathlib").Path(path))
     sys.exit(main(["make-tiny-model", *sys.argv[1:]]))
 """)
@@ -52,7 +52,7 @@ def test_sigterm_while_writing_the_single_file_leaves_nothing(tmp_path):
 
 
 def test_an_interrupted_single_file_keeps_a_folder_that_was_there(tmp_path, monkeypatch):
-    def interrupted(family):
+    def interrupted(family, inpainting=False):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(tiny, "single_file_state", interrupted)
@@ -97,7 +97,8 @@ def test_a_safetensors_name_without_single_file_is_refused(tmp_path, capsys):
 def test_single_file_into_a_path_that_is_a_file_fails_before_building(tmp_path, monkeypatch):
     existing = tmp_path / "notes.txt"
     existing.write_text("x")
-    monkeypatch.setattr(tiny, "single_file_state", lambda family: pytest.fail("built before the check"))
+    monkeypatch.setattr(tiny, "single_file_state",
+                        lambda family, inpainting=False: pytest.fail("built before the check"))
     with pytest.raises(DiffdiffError, match=r"notes.txt exists and is not a folder"):
         tiny.make_tiny_model(existing, "sd1", single_file=True)
 
