@@ -41,7 +41,7 @@ def test_an_inpainting_edit_keeps_map_zero_pixels_and_says_so(tiny_inpainting):
     after = np.asarray(result.images[0])
     assert np.array_equal(after[strength == 0], np.asarray(image)[strength == 0])
     assert np.abs(after.astype(int) - np.asarray(image).astype(int))[strength > 0].mean() > 1
-    assert result.settings["inpainting_model"] is True and result.settings["inpaint_mask"] == "gate"
+    assert result.settings["inpainting_model"] is True and result.settings["inpaint_mask"] == "map"
 
 
 def test_the_masked_image_latent_reaches_the_network(tiny_inpainting, monkeypatch):
@@ -56,9 +56,9 @@ def test_the_masked_image_latent_reaches_the_network(tiny_inpainting, monkeypatc
 
 def test_the_mask_modes_differ_and_are_recorded(tiny_inpainting):
     image, strength = picture_and_map()
-    following = pipeline.edit(image, strength, "a house", model=tiny_inpainting, **FAST)
-    fixed = pipeline.edit(image, strength, "a house", model=tiny_inpainting, inpaint_mask="map", **FAST)
-    assert fixed.settings["inpaint_mask"] == "map"
+    fixed = pipeline.edit(image, strength, "a house", model=tiny_inpainting, **FAST)
+    following = pipeline.edit(image, strength, "a house", model=tiny_inpainting, inpaint_mask="gate", **FAST)
+    assert following.settings["inpaint_mask"] == "gate"
     assert not np.array_equal(np.asarray(following.generated[0]), np.asarray(fixed.generated[0]))
 
 

@@ -83,8 +83,8 @@ def add_region_options(parser: argparse.ArgumentParser) -> None:
                        help="map value from which pixels are pre-filled "
                        f"(default {Region().fill_threshold:g})")
     group.add_argument("--inpaint-mask", default=argparse.SUPPRESS,
-                       help=f"inpainting checkpoints: {' | '.join(INPAINT_MASKS)} (the mask input "
-                       "follows the gate step by step, or is the map's non-zero area)")
+                       help=f"inpainting checkpoints: {' | '.join(INPAINT_MASKS)} (the mask input is the "
+                       "map's non-zero area, or follows the gate step by step)")
 
 
 def add_tiling_options(parser: argparse.ArgumentParser, *, tile_help: str):

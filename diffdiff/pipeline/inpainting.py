@@ -3,10 +3,10 @@
 An inpainting UNet (SD1.5-inpainting, SDXL-inpainting and their fine-tunes) reads
 `[c_in·x, m, z_masked]`: the noisy latent, a latent-grid mask (1 = to be generated) and the latent of the
 image with the masked pixels set to mid grey. `InpaintInputs` adds the last two as the `concat` keyword
-that `ParametrisedNetwork` appends (docs/design.md §14). The mask either follows the gate (`"gate"`: at each
-call m = A, the pixels the gate lets change, and z_masked = A·z_hole + (1 − A)·z) or stays the map's non-zero
-area (`"map"`: m = [S > 0], z_masked = z_hole), where z_hole is the encoded image with every pixel of
-non-zero strength greyed.
+that `ParametrisedNetwork` appends (docs/design.md §14). The mask either stays the map's non-zero area
+(`"map"`, the default: m = [S > 0], z_masked = z_hole) or follows the gate (`"gate"`: at each call m = A,
+the pixels the gate lets change, and z_masked = A·z_hole + (1 − A)·z), where z_hole is the encoded image
+with every pixel of non-zero strength greyed.
 """
 
 from __future__ import annotations

@@ -107,7 +107,7 @@ class Gate(Part):
 
 
 CROP_MODES = ("auto", "on", "off")
-INPAINT_MASKS = ("gate", "map")
+INPAINT_MASKS = ("map", "gate")
 
 
 @dataclass(frozen=True)
@@ -117,14 +117,15 @@ class Region(Part):
       stitched back ("auto": when the regions cover at most half of an image larger than the native area);
       `context`: pixels of surroundings around each region (None: half the region's longer side, ≥ 32);
     - `fill`: pre-fill pixels whose strength is at least `fill_threshold` before encoding;
-    - `inpaint_mask`: for inpainting checkpoints, whether the mask input follows the gate step by step
-      ("gate") or stays the map's non-zero area ("map")."""
+    - `inpaint_mask`: for inpainting checkpoints, whether the mask input stays the map's non-zero area
+      ("map", the default: the binary mask such models are trained on) or follows the gate step by step
+      ("gate")."""
 
     crop: str = "auto"
     context: int | None = None
     fill: str = "none"
     fill_threshold: float = 0.9
-    inpaint_mask: str = "gate"
+    inpaint_mask: str = "map"
 
     def __post_init__(self):
         self._set("crop", checks.choice(self.crop, CROP_MODES, "crop mode"))
