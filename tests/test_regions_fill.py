@@ -25,6 +25,15 @@ def _flat_with_old_content(height, width, hole):
     return img
 
 
+def _assert_filled_with_surroundings(out, img, hole, mode):
+    """Outside the hole the input's bytes; inside no old (green) pixel left, and the modes that take the
+    surroundings' colour give the flat colour."""
+    assert np.array_equal(out[~hole], img[~hole])
+    assert (out[hole] != (0, 255, 0)).any(axis=-1).all()
+    if mode in SURROUNDING:
+        assert np.abs(out.astype(int) - FLAT).max() <= 3
+
+
 def _map(height=64, width=80):
     """1.0 block, a 0.3 band around it, zeros elsewhere."""
     m = np.zeros((height, width), np.float32)
@@ -142,11 +151,7 @@ def test_hole_at_the_border(mode):
     m[20:60, 70:] = 1  # right edge down to the bottom
     img = _flat_with_old_content(60, 90, m > 0)
     out = fill_holes(img, m, mode, 0.5)
-    hole = m > 0
-    assert np.array_equal(out[~hole], img[~hole])
-    assert (out[hole] != (0, 255, 0)).any(axis=-1).all()
-    if mode in SURROUNDING:
-        assert np.abs(out.astype(int) - FLAT).max() <= 3
+    _assert_filled_with_surroundings(out, img, m > 0, mode)
 
 
 @pytest.mark.parametrize("mode", CHANGING)
@@ -157,11 +162,7 @@ def test_far_apart_holes_in_a_big_map(mode):
     m[960:990, 1050:1094] = 1
     img = _flat_with_old_content(1000, 1100, m > 0)
     out = fill_holes(img, m, mode, 0.5)
-    hole = m > 0
-    assert np.array_equal(out[~hole], img[~hole])
-    assert (out[hole] != (0, 255, 0)).any(axis=-1).all()
-    if mode in SURROUNDING:
-        assert np.abs(out.astype(int) - FLAT).max() <= 3
+    _assert_filled_with_surroundings(out, img, m > 0, mode)
 
 
 @pytest.mark.parametrize("mode", ["telea", "navier-stokes"])

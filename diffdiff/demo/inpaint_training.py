@@ -23,7 +23,15 @@ import torch
 
 from ..sampling.parametrisation import DiscreteSchedule
 from .scenes import Scene
-from .training import MIN_SNR_GAMMA, OFFSET_NOISE, _Ema, _set_lr, encode_captions, learning_rate
+from .training import (
+    MIN_SNR_GAMMA,
+    OFFSET_NOISE,
+    _Ema,
+    _set_lr,
+    encode_captions,
+    learning_rate,
+    take_step,
+)
 
 REGIONS = ("house", "lake", "trees", "sky", "ground")
 OBJECT_REGIONS = ("house", "lake", "trees")
@@ -183,13 +191,6 @@ def train_inpainting(unet, text_encoder, tokenizer, batches: InpaintBatches, gre
         hidden = torch.stack([hidden_cache[c] for c in captions])
         predicted = unet(model_input, timesteps, encoder_hidden_states=hidden).sample
         loss = (weights[timesteps] * (predicted - noise).pow(2).mean(dim=(1, 2, 3))).mean()
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
-        optimiser.step()
+        take_step(loss, optimiser, parameters, losses, progress)
         ema.update(unet)
-        losses.append(loss.item())
-        if progress is not None:
-            progress.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}", refresh=False)
-            progress.update(1)
     return ema.average, losses

@@ -62,6 +62,18 @@ def _set_lr(optimiser, value: float) -> None:
         group["lr"] = value
 
 
+def take_step(loss, optimiser, parameters, losses: list[float], progress=None) -> None:
+    """One optimiser step on `loss` (gradient norm clipped to 1), recorded in `losses` and on the bar."""
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+    optimiser.step()
+    losses.append(loss.item())
+    if progress is not None:
+        progress.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}", refresh=False)
+        progress.update(1)
+
+
 def train_vae(vae, batches: VaeBatches, plan: TrainingPlan, progress=None) -> list[float]:
     """Train `vae` in place; returns the loss of every step."""
     vae.train()
@@ -74,14 +86,7 @@ def train_vae(vae, batches: VaeBatches, plan: TrainingPlan, progress=None) -> li
         decoded = vae.decode(posterior.mode()).sample
         error = decoded - images
         loss = error.abs().mean() + error.pow(2).mean() + KL_WEIGHT * posterior.kl().mean()
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        optimiser.step()
-        losses.append(loss.item())
-        if progress is not None:
-            progress.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
-            progress.update(1)
+        take_step(loss, optimiser, vae.parameters(), losses, progress)
     vae.eval()
     return losses
 
@@ -149,14 +154,7 @@ def train_diffusion(unet, text_encoder, tokenizer, batches: LatentBatches, plan:
         hidden = encode_captions(tokenizer, text_encoder, captions)
         predicted = unet(noisy, timesteps, encoder_hidden_states=hidden).sample
         loss = (weights[timesteps] * (predicted - noise).pow(2).mean(dim=(1, 2, 3))).mean()
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
-        optimiser.step()
+        take_step(loss, optimiser, parameters, losses, progress)
         ema_unet.update(unet)
         ema_text.update(text_encoder)
-        losses.append(loss.item())
-        if progress is not None:
-            progress.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}", refresh=False)
-            progress.update(1)
     return ema_unet.average, ema_text.average, losses
