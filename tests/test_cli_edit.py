@@ -81,6 +81,18 @@ def test_edit_writes_batch_pngs_stats_and_progress(files, tmp_path, capsys):
     assert capsys.readouterr().err == ""
 
 
+def test_edit_region_and_composite_flags_reach_the_settings(files, tmp_path, capsys):
+    out = tmp_path / "out.png"
+    flags = {"--fill": "telea", "--fill-threshold": 0.5, "--crop": "on", "--context": 8,
+             "--strength-levels": "steps", "--difference-threshold": 0.3, "--mask-influence": 0.5}
+    assert main(_edit_args(files, out, **flags)) == 0, capsys.readouterr().err
+    settings = json.loads(Image.open(out).text["diffdiff"])
+    assert (settings["fill"], settings["fill_threshold"], settings["crop"]) == ("telea", 0.5, "on")
+    assert settings["strength_levels"] == "steps" and settings["mask_influence"] == 0.5
+    assert settings["difference_threshold"] == 0.3 and settings["crops"]
+    assert Image.open(out).size == (72, 56)
+
+
 def test_generate_and_samplers_verbs(files, tmp_path, capsys):
     out = tmp_path / "gen.png"
     argv = ["generate", "--prompt", "a hill", "--width", "40", "--height", "32", "--steps", "2",
@@ -105,6 +117,10 @@ BAD_INPUTS = {
     "unknown sampler": ({"--sampler": "eulr"}, "euler_ancestral"),
     "unknown scheduler": ({"--scheduler": "fast"}, "karras"),
     "unknown gate": ({"--gate": "soft"}, "exact, comfy, mask"),
+    "unknown fill": ({"--fill": "paint"}, "navier-stokes"),
+    "unknown crop": ({"--crop": "maybe"}, "auto, on, off"),
+    "continuous levels, comfy gate": ({"--gate": "comfy", "--strength-levels": "continuous"}, "exact gate"),
+    "mask influence above 1": ({"--mask-influence": "2"}, "mask influence"),
     "corrupt checkpoint": ({"--model": "corrupt_model"}, "broken.safetensors"),
     "missing checkpoint": ({"--model": "./no-model.safetensors"}, "not found"),
     "output folder missing": ({"-o": "missing-folder/out.png"}, "does not exist"),

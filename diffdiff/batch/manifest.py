@@ -32,7 +32,9 @@ EXAMPLE_NOTE = """\
 #   first linear|radial|fan|detail, then blur|feather|grow|shrink|invert|levels|threshold|clamp);
 # prompt (or --prompt for all), negative, model (or --model), output (a .png name; default
 #   <image stem>-<key>.png); any option of `diffdiff edit`: sampler, scheduler, steps, cfg, seed, denoise,
-#   gate, gate_strength, invert_map, tile, overlap, blend, tile_batch, vae_tile, composite, alpha.
+#   gate, gate_strength, invert_map, strength_levels, crop, context, fill, fill_threshold, inpaint_mask,
+#   tile, overlap, blend, tile_batch, vae_tile, composite, alpha, difference_threshold,
+#   difference_contrast, mask_influence, and the prompt options.
 """
 
 

@@ -109,13 +109,13 @@ def run_edits(requests: list[EditRequest], model, *, callback=None, records: lis
     whole = [index for index, found in enumerate(boxes) if not found]
     results = dict(zip(whole, _run_whole([requests[i] for i in whole], model, callback,
                                          [records[i] for i in whole], always_tile_network) if whole else []))
+
+    def run_one(crop: EditRequest) -> RunResult:
+        return _run_whole([crop], model, callback, [None], always_tile_network)[0]
+
     for index, found in enumerate(boxes):
         if found:
             started = time.perf_counter()
-
-            def run_one(crop, record=None):
-                return _run_whole([crop], model, callback, [record], always_tile_network)[0]
-
             results[index] = run_cropped(requests[index], found, model, run_one, records[index])
             results[index].stats["seconds"] = time.perf_counter() - started
     return [results[index] for index in range(len(requests))]
@@ -196,8 +196,10 @@ def edit(image, strength_map, prompt: str, *, model, negative: str = "", callbac
     `image`: PIL image or path. `strength_map`: number, numpy (H, W) array, PIL image or path, of the
     image's aspect ratio (resized to it). `model`: a LoadedModel (or a checkpoint path, loaded with
     defaults). `options`: the request's keywords — sampler, scheduler, steps, cfg, seed, denoise, batch;
-    gate, gate_strength, invert_map; tile, overlap, blend, tile_batch, vae_tile; composite, alpha;
-    prompt_style, clip_skip, lora, lora_dir, embeddings_dir, allow_pickle (see `diffdiff.request`).
+    gate, gate_strength, invert_map, strength_levels; crop, context, fill, fill_threshold, inpaint_mask;
+    tile, overlap, blend, tile_batch, vae_tile; composite, alpha, difference_threshold,
+    difference_contrast, mask_influence; prompt_style, clip_skip, lora, lora_dir, embeddings_dir,
+    allow_pickle (see `diffdiff.request`).
     `stats` (a dict) receives the run's counts (see `RunResult.stats`).
     """
     request = EditRequest.build(image, strength_map, prompt, negative=negative, **options)
