@@ -8,7 +8,7 @@ colour is nearer the asked colour than any other choice (GROUND_COLOURS / ROOF_C
 success per variant is printed as a table (and JSON). Variants: each --fill mode with the demo model, then
 the demo inpainting model (diffdiff/demo/demo-sd1-inpaint.safetensors) with each --inpaint-mask rule.
 
-    .venv/bin/python bench/hole_filling.py [--scenes 12] [--steps 20] [--threads 2] [--json FILE]
+    .venv/bin/python bench/hole_filling.py [--scenes 30] [--steps 20] [--threads 2] [--json FILE]
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def main() -> int:
     from diffdiff.regions import FILL_MODES
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scenes", type=int, default=12)
+    parser.add_argument("--scenes", type=int, default=30)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", help="write the table here")
