@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-GREY = 128  # the pixel value a hole is filled with before encoding: 0 in the VAE's [-1, 1] range
+from ..regions.fill import NEUTRAL_GREY as GREY  # a hole's pixels before encoding: 0 in the VAE's [-1, 1]
 
 
 def masked_pixels(pixels: np.ndarray, strength: np.ndarray) -> np.ndarray:
