@@ -18,7 +18,7 @@ from .. import composite as compositing
 from ..errors import DiffdiffError
 from ..maps.latent import bilinear_grid, block_means
 from ..models.families import FAMILY_TABLE
-from ..regions import fill_holes
+from ..regions import fill_holes, hole_of
 from ..request import EditRequest, Gate, Output, Prompting, Region, Sampling, Tiling
 from ..tiles.vae import release_free_memory
 from .inpainting import masked_pixels
@@ -174,7 +174,9 @@ def _run_whole(requests: list[EditRequest], model, callback, records: list, alwa
             change = compositing.latent_change(cleans[index], result[items],
                                                threshold=output.difference_threshold,
                                                contrast=output.difference_contrast)
-            filled = request.strength.values >= region.fill_threshold if region.fill != "none" else None
+            filled = None
+            if region.fill != "none":
+                filled = hole_of(request.strength.values, region.fill_threshold)
             opacities, images = _composite_all(
                 pixels[index][:height, :width], item_decoded[:, :height, :width], request.strength.values,
                 change, (padded_h, padded_w), output, filled)

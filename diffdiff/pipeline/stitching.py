@@ -33,15 +33,13 @@ def crop_boxes(request: EditRequest, model) -> list:
     has a non-zero pixel); with "auto" only when the image is larger than the model's native area and the
     boxes cover at most half of it."""
     region = request.region
-    if region.crop == "off":
-        return []
-    boxes = find_crop_boxes(request.strength.values, region.context, multiple=model.vae_codec.factor)
-    if region.crop == "on":
-        return boxes
     width, height = request.size
-    if width * height <= native_area(model) or not should_crop(boxes, request.size):
-        return []
-    return boxes
+    if region.crop == "off" or region.crop == "auto" and width * height <= native_area(model):
+        return []  # decided before the map is scanned for regions
+    boxes = find_crop_boxes(request.strength.values, region.context, multiple=model.vae_codec.factor)
+    if region.crop == "on" or should_crop(boxes, request.size):
+        return boxes
+    return []
 
 
 def crop_request(request: EditRequest, box, size: tuple[int, int]) -> EditRequest:

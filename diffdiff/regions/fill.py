@@ -175,6 +175,12 @@ def _add_noise(filled: np.ndarray, hole: np.ndarray, rng: np.random.Generator) -
         block[...] = np.clip(np.rint(block + noise), 0, 255).astype(np.uint8)
 
 
+def hole_of(strength: np.ndarray, threshold: float) -> np.ndarray:
+    """The pixels a fill replaces: bool (H, W), strength ≥ threshold (threshold in (0, 1], so never a
+    strength-0 pixel)."""
+    return np.asarray(strength) >= threshold
+
+
 def fill_holes(pixels: np.ndarray, strength: np.ndarray, mode: str, threshold: float,
                seed: int = 0) -> np.ndarray:
     """A new uint8 (H, W, 3) image: `pixels` with the hole (strength ≥ threshold) pre-filled per `mode`.
@@ -188,7 +194,7 @@ def fill_holes(pixels: np.ndarray, strength: np.ndarray, mode: str, threshold: f
     """
     _check(pixels, strength, mode, threshold)
     out = pixels.copy()
-    hole = np.asarray(strength) >= threshold
+    hole = hole_of(strength, threshold)
     if mode == "none" or not hole.any():
         return out
     boxes = [_bounds(hole)] if mode == "neutral" or hole.all() else _working_boxes(hole)

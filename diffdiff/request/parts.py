@@ -96,10 +96,10 @@ class Gate(Part):
 
     def __post_init__(self):
         self._set("mode", checks.choice(self.mode, GATE_MODES, "gate mode"))
-        default_levels = "continuous" if self.mode == "exact" else "steps"
-        levels = default_levels if self.levels is None else self.levels
-        self._set("levels", checks.choice(levels, STRENGTH_LEVELS, "strength levels"))
-        if self.levels != default_levels and self.mode != "exact":
+        if self.levels is None:
+            self._set("levels", "continuous" if self.mode == "exact" else "steps")
+        self._set("levels", checks.choice(self.levels, STRENGTH_LEVELS, "strength levels"))
+        if self.levels == "continuous" and self.mode != "exact":
             raise DiffdiffError(f"strength levels 'continuous' need the exact gate; --gate {self.mode} "
                                 "moves a pixel one step at a time")
         self._set("strength", checks.number(self.strength, "gate strength", 0.0, 1.0, low_open=True))
