@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from diffdiff.errors import DiffdiffError
@@ -35,29 +34,6 @@ def test_detail_map_respects_min_and_max_strength():
     assert np.allclose(flat, 0.3)  # no detail anywhere: the low strength
     with pytest.raises(DiffdiffError, match="scale"):
         detail_map(_half_textured(), scale=0)
-
-
-@pytest.fixture(scope="module")
-def tiny_depth_model(tmp_path_factory):
-    from transformers import (
-        DepthAnythingConfig,
-        DepthAnythingForDepthEstimation,
-        Dinov2Config,
-        DPTImageProcessor,
-    )
-
-    stages = ["stage1", "stage2", "stage3", "stage4"]
-    backbone = Dinov2Config(hidden_size=16, num_hidden_layers=4, num_attention_heads=2, intermediate_size=32,
-                            patch_size=14, image_size=28, out_features=stages, reshape_hidden_states=False)
-    config = DepthAnythingConfig(backbone_config=backbone, reassemble_hidden_size=16, patch_size=14,
-                                 neck_hidden_sizes=[8] * 4, fusion_hidden_size=8, head_hidden_size=8)
-    torch.manual_seed(0)
-    model = DepthAnythingForDepthEstimation(config)
-    folder = tmp_path_factory.mktemp("tiny-depth")
-    model.save_pretrained(folder)
-    DPTImageProcessor(size={"height": 28, "width": 28}, keep_aspect_ratio=True, ensure_multiple_of=14,
-                      do_pad=False).save_pretrained(folder)
-    return folder
 
 
 def test_depth_map_from_tiny_model(tiny_depth_model):

@@ -23,6 +23,7 @@ VERBS = {  # verb → module in diffdiff.cli that registers it
     "samplers": "samplers",
     "batch": "batch",
     "make-tiny-model": "models",
+    "ui": "ui",
 }
 
 

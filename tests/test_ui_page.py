@@ -1,0 +1,259 @@
+"""The page in a real browser (headless Debian chromium under Playwright) against a server on a free
+loopback port with the demo model: paint, run, results, cancel, bad uploads, the HTTP API and what the
+server will serve. Screenshots go to test-artifacts/."""
+
+import socket
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from diffdiff.demo import DEMO_MODEL
+from diffdiff.maps import colour_ramp
+from diffdiff.ui.handlers import FILE_ROUTE, Studio
+from diffdiff.ui.models import ModelShelf
+from diffdiff.ui.server import launch
+
+WIDTH, HEIGHT = 128, 96
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """(url, studio, folder): the page with the demo model, and a folder with a test picture."""
+    from diffdiff.demo.scenes import random_attributes, render
+    from diffdiff.models import load_model
+
+    model = load_model(DEMO_MODEL, device="cpu")
+    folder = tmp_path_factory.mktemp("page")
+    studio = Studio(ModelShelf(DEMO_MODEL, None, loader=lambda path, **options: model), folder / "out",
+                    preview_every=1)
+    scene = render(random_attributes(np.random.default_rng(3)), (HEIGHT, WIDTH), seed=3).pixels
+    Image.fromarray(scene).save(folder / "scene.png")
+    running = launch(studio, "127.0.0.1", _free_port(), block=False, quiet=True)
+    yield running.local_url, studio, folder
+    running.close()
+
+
+def _open(page, url):
+    page.goto(url)
+    page.wait_for_function("window.ddCanvas !== undefined", timeout=60_000)
+
+
+def _upload(page, path, width=WIDTH):
+    page.set_input_files("#dd-upload input[type=file]", str(path))
+    page.wait_for_function(f"window.ddCanvas.size().width === {width}", timeout=30_000)
+
+
+def _set_range(page, selector, value):
+    page.eval_on_selector(selector, """(input, value) => { input.value = value;
+        input.dispatchEvent(new Event('input', {bubbles: true}));
+        input.dispatchEvent(new Event('change', {bubbles: true})); }""", value)
+
+
+def _on_view(page, x, y):
+    """Where image pixel (x, y)'s centre is on the screen."""
+    view = page.evaluate("window.ddCanvas.view()")
+    box = page.locator("#dd-view").bounding_box()
+    return (box["x"] + view["offsetX"] + (x + 0.5) * view["zoom"],
+            box["y"] + view["offsetY"] + (y + 0.5) * view["zoom"])
+
+
+def _stroke(page, start, end):
+    page.mouse.move(*_on_view(page, *start))
+    page.mouse.down()
+    page.mouse.move(*_on_view(page, *end), steps=12)
+    page.mouse.up()
+
+
+def _map_bytes(page) -> np.ndarray:
+    size = page.evaluate("window.ddCanvas.size()")
+    values = page.evaluate("Array.from(window.ddCanvas.mapBytes())")
+    return np.array(values, dtype=np.uint8).reshape(size["height"], size["width"])
+
+
+def _status(page) -> str:
+    return page.locator("#dd-status-line textarea").input_value()
+
+
+def _run(page, timeout=120_000):
+    page.click("#dd-run")
+    page.wait_for_function("document.querySelector('#dd-status-line textarea').value.startsWith('done')",
+                           timeout=timeout)
+
+
+def _set_number(page, elem_id, value):
+    field = page.locator(f"#{elem_id} input[type=number]")
+    field.fill(str(value))
+    field.press("Enter")
+
+
+def _newest_edit(studio):
+    edits = sorted(p for p in studio.output.glob("*-edit-*.png") if not p.name.endswith("-map.png"))
+    return edits[-1], edits[-1].with_name(edits[-1].stem + "-map.png")
+
+
+def _view_pixels(page, width, height) -> np.ndarray:
+    """The view canvas's pixels over the image's rectangle (at zoom 1)."""
+    view = page.evaluate("window.ddCanvas.view()")
+    data = page.evaluate("""([x, y, w, h]) => Array.from(document.querySelector('#dd-view').getContext('2d')
+        .getImageData(x, y, w, h).data)""", [view["offsetX"], view["offsetY"], width, height])
+    return np.array(data, dtype=np.uint8).reshape(height, width, 4)[..., :3]
+
+
+def test_paint_two_strokes_at_40_percent_run_and_see_the_result(served, page, screenshot):
+    url, studio, folder = served
+    _open(page, url)
+    _upload(page, folder / "scene.png")
+    page.click("#dd-tool-brush")
+    _set_range(page, "#dd-value", 40)
+    _set_range(page, "#dd-size", 20)
+    _set_range(page, "#dd-hardness", 100)
+    _stroke(page, (10, 30), (115, 30))
+    _stroke(page, (60, 5), (60, 90))  # crosses the first stroke
+    painted = _map_bytes(page)
+    assert painted[30, 60] == 102 and painted[30, 20] == 102 and painted[80, 60] == 102
+    assert painted[90, 5] == 0 and painted.max() == 102 and set(np.unique(painted)) == {0, 102}
+    screenshot("painted")
+
+    page.fill("#dd-prompt textarea", "a night sky with stars")
+    _set_number(page, "dd-steps", 4)
+    _run(page)
+    result, sent_map = _newest_edit(studio)
+    sent = np.asarray(Image.open(sent_map))
+    assert np.array_equal(sent, painted)  # the map the page sent is the canvas's map, pixel for pixel
+    assert np.float32(sent[30, 60]) / np.float32(255) == np.float32(0.4)
+    before = np.asarray(Image.open(folder / "scene.png").convert("RGB"))
+    after = np.asarray(Image.open(result).convert("RGB"))
+    assert np.array_equal(after[sent == 0], before[sent == 0])
+    assert np.abs(after[sent > 0].astype(int) - before[sent > 0]).max() > 0
+    page.wait_for_selector("#dd-results img")
+    assert page.locator("#dd-results img").count() >= 1
+    screenshot("result")
+
+    page.evaluate("window.ddCanvas.setView({show: 'map'}); window.ddCanvas.setZoom(1)")
+    page.wait_for_timeout(300)
+    shown = _view_pixels(page, WIDTH, HEIGHT)
+    assert np.array_equal(shown, colour_ramp(sent / 255.0))  # what the canvas shows is what was sent
+
+
+def test_results_keep_use_as_input_history_and_map_tools(served, page):
+    url, studio, folder = served
+    _open(page, url)
+    _upload(page, folder / "scene.png")
+    _set_range(page, "#dd-value", 100)
+    page.click("#dd-fill-all")
+    page.fill("#dd-prompt textarea", "snow")
+    _set_number(page, "dd-steps", 3)
+    _set_number(page, "dd-batch", 2)
+    _run(page)
+    page.wait_for_selector("#dd-results img")
+    assert page.locator("#dd-results img").count() == 2
+    page.locator("#dd-results img").nth(1).click()
+    page.click("#dd-keep")
+    page.wait_for_function("document.querySelectorAll('#dd-kept a').length === 1", timeout=15_000)
+    assert page.locator("#dd-kept a").first.get_attribute("href").endswith("-1.png")  # the second one
+
+    _set_number(page, "dd-steps", 9)
+    page.locator("#dd-history [role=gridcell]").first.click()  # the newest run's row
+    page.wait_for_function("document.querySelector('#dd-steps input[type=number]').value === '3'",
+                           timeout=15_000)
+
+    page.click("#dd-use-as-input")
+    page.wait_for_function("document.querySelector('#dd-upload') !== null")
+    page.wait_for_function("window.ddCanvas.canUndo()", timeout=15_000)  # the map came back onto the result
+    assert _map_bytes(page).min() == 255
+
+    page.get_by_text("Map tools").click()
+    page.click("#dd-map-invert")
+    page.wait_for_function("Math.max(...window.ddCanvas.mapBytes()) === 0", timeout=15_000)
+
+
+def test_cancel_stops_a_long_job_and_the_next_job_runs(served, page):
+    url, studio, folder = served
+    _open(page, url)
+    _upload(page, folder / "scene.png")
+    _set_range(page, "#dd-value", 100)
+    page.click("#dd-fill-all")
+    page.fill("#dd-prompt textarea", "fog")
+    _set_number(page, "dd-steps", 150)
+    written = set(studio.output.glob("*.png"))
+    page.click("#dd-run")
+    page.wait_for_function("document.querySelector('#dd-status-line textarea').value.startsWith('step')",
+                           timeout=60_000)
+    page.click("#dd-cancel")
+    page.wait_for_function("document.querySelector('#dd-status-line textarea').value === 'cancelled'",
+                           timeout=15_000)
+    assert studio.shelf.lock.acquire(timeout=20)  # the run let go of the model
+    studio.shelf.lock.release()
+    assert set(studio.output.glob("*.png")) == written
+    _set_number(page, "dd-steps", 3)
+    _run(page)
+    assert _status(page).startswith("done")
+
+
+def _bomb(path):
+    from test_ui_parts import _bomb as make
+
+    return make(path)
+
+
+def test_a_bad_upload_shows_an_error_and_the_server_stays_up(served, page, screenshot):
+    url, studio, folder = served
+    _open(page, url)
+    garbage = folder / "garbage.png"
+    garbage.write_bytes(b"definitely not a picture")
+    truncated = folder / "truncated.png"
+    truncated.write_bytes((folder / "scene.png").read_bytes()[:100])
+    for bad, message in ((garbage, "garbage.png"), (truncated, "truncated.png"),
+                         (_bomb(folder / "bomb.png"), "pixel limit")):
+        page.set_input_files("#dd-upload input[type=file]", str(bad))
+        toast = page.locator(".toast-body", has_text=message)
+        toast.first.wait_for(timeout=30_000)
+        assert "Traceback" not in toast.first.inner_text()
+        screenshot(f"error-{bad.stem}")
+        page.reload()
+        page.wait_for_function("window.ddCanvas !== undefined", timeout=60_000)
+    _upload(page, folder / "scene.png")  # still serving
+
+
+def test_the_server_serves_its_output_folder_and_nothing_else(served):
+    url, studio, folder = served
+    inside = studio.output / "probe.txt"
+    inside.write_text("ours")
+    outside = folder / "secret.txt"
+    outside.write_text("not the page's")
+
+    def status(path):
+        try:
+            with urllib.request.urlopen(url.rstrip("/") + FILE_ROUTE + str(path)) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    assert status(inside) == 200
+    assert status(outside) in (403, 404) and status("/etc/passwd") in (403, 404)
+
+
+def test_the_http_api_edits_with_a_client(served, tmp_path):
+    from gradio_client import Client, handle_file
+
+    url, studio, folder = served
+    grey = np.zeros((HEIGHT, WIDTH), np.uint8)
+    grey[:40, :] = 255
+    Image.fromarray(grey).save(tmp_path / "map.png")
+    client = Client(url, verbose=False, download_files=str(tmp_path))
+    files = client.predict(handle_file(str(folder / "scene.png")), handle_file(str(tmp_path / "map.png")),
+                           "a night sky", steps=3, api_name="/edit")
+    assert len(files) == 1
+    before = np.asarray(Image.open(folder / "scene.png").convert("RGB"))
+    written = files[0]["path"] if isinstance(files[0], dict) else files[0]
+    after = np.asarray(Image.open(written).convert("RGB"))
+    assert np.array_equal(after[40:], before[40:]) and not np.array_equal(after[:40], before[:40])
