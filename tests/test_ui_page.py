@@ -2,6 +2,7 @@
 loopback port with the demo model: paint, run, results, cancel, bad uploads, the HTTP API and what the
 server will serve. Screenshots go to test-artifacts/."""
 
+import base64
 import socket
 import urllib.error
 import urllib.request
@@ -176,27 +177,62 @@ def test_results_keep_use_as_input_history_and_map_tools(served, page):
     page.wait_for_function("Math.max(...window.ddCanvas.mapBytes()) === 0", timeout=15_000)
 
 
-def test_cancel_stops_a_long_job_and_the_next_job_runs(served, page):
-    url, studio, folder = served
+def _long_job(page, url, folder, prompt="fog", steps=150):
     _open(page, url)
     _upload(page, folder / "scene.png")
     _set_range(page, "#dd-value", 100)
     page.click("#dd-fill-all")
-    page.fill("#dd-prompt textarea", "fog")
-    _set_number(page, "dd-steps", 150)
+    page.fill("#dd-prompt textarea", prompt)
+    _set_number(page, "dd-steps", steps)
+
+
+def test_jobs_queue_show_live_previews_and_cancel_stops_a_long_one(served, browser, page, screenshot):
+    url, studio, folder = served
+    _long_job(page, url, folder)
     written = set(studio.output.glob("*.png"))
     page.click("#dd-run")
     page.wait_for_function("document.querySelector('#dd-status-line textarea').value.startsWith('step')",
                            timeout=60_000)
+    page.wait_for_selector("#dd-preview img", timeout=30_000)  # a live preview of the running job
+
+    other_context = browser.new_context(viewport={"width": 1280, "height": 900})
+    other = other_context.new_page()
+    _long_job(other, url, folder, prompt="rain", steps=3)
+    other.click("#dd-run")
+    other.locator("#dd-status-line", has_text="queue").wait_for(timeout=30_000)  # waits its turn
+    screenshot("running")
+
     page.click("#dd-cancel")
     page.wait_for_function("document.querySelector('#dd-status-line textarea').value === 'cancelled'",
                            timeout=15_000)
-    assert studio.shelf.lock.acquire(timeout=20)  # the run let go of the model
-    studio.shelf.lock.release()
-    assert set(studio.output.glob("*.png")) == written
-    _set_number(page, "dd-steps", 3)
-    _run(page)
-    assert _status(page).startswith("done")
+    other.wait_for_function("document.querySelector('#dd-status-line textarea').value.startsWith('done')",
+                            timeout=120_000)  # the queue moved on
+    other_context.close()
+    new = set(studio.output.glob("*.png")) - written
+    assert new and all("-edit-" in p.name for p in new)
+    assert len([p for p in new if p.name.endswith("-map.png")]) == 1  # the cancelled job wrote nothing
+
+
+def test_an_image_pasted_on_the_canvas_goes_through_the_upload_checks(served, page):
+    url, studio, folder = served
+    _open(page, url)
+    garbage = folder / "pasted-garbage.png"
+    garbage.write_bytes(b"not a picture at all")
+    paste = """async ([data, name]) => {
+        const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+        const files = new DataTransfer();
+        files.items.add(new File([bytes], name, {type: 'image/png'}));
+        document.dispatchEvent(new ClipboardEvent('paste', {clipboardData: files, bubbles: true}));
+    }"""
+    for path in (folder / "scene.png", garbage, folder / "scene.png"):
+        page.evaluate("() => window.ddCanvas.clear()")
+        page.evaluate(paste, [base64.b64encode(path.read_bytes()).decode(), path.name])
+        if path == garbage:
+            page.locator(".toast-body", has_text="pasted-garbage.png").first.wait_for(timeout=30_000)
+        else:
+            page.wait_for_function(f"window.ddCanvas.size().width === {WIDTH}", timeout=30_000)
+    stored = sorted(studio.inputs.glob("*.png"))
+    assert np.array_equal(np.asarray(Image.open(stored[-1])), np.asarray(Image.open(folder / "scene.png")))
 
 
 def _bomb(path):

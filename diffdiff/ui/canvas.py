@@ -17,6 +17,28 @@ from ..maps import colour_ramp
 STATIC = Path(__file__).resolve().parent / "static"
 DATA_URL_PREFIX = "data:image/png;base64,"
 MOUNT = "window.ddCanvas = StrengthCanvas.mount(element.querySelector('.dd-canvas'), props);"
+UPLOAD_ELEM_ID = "dd-upload"  # the page's image upload, which every image goes through to be checked
+# A file dropped, pasted or chosen on the canvas goes to the image upload, as if chosen there: the server
+# checks it like any upload. The upload is emptied after each image; after a refused one, clear it first.
+FORWARD_FILES = f"""
+window.ddCanvas.onImageFile = async (file) => {{
+  const box = document.getElementById('{UPLOAD_ELEM_ID}');
+  let input = box && box.querySelector('input[type=file]');
+  if (!input && box) {{
+    const clear = box.querySelector('button[aria-label="Clear"]');
+    if (clear) clear.click();
+    for (let wait = 0; wait < 40 && !input; wait++) {{
+      await new Promise((done) => setTimeout(done, 25));
+      input = box.querySelector('input[type=file]');
+    }}
+  }}
+  if (!input) return;
+  const files = new DataTransfer();
+  files.items.add(file);
+  input.files = files.files;
+  input.dispatchEvent(new Event('change', {{ bubbles: true }}));
+}};
+"""
 
 
 def ramp_table() -> list[list[int]]:
@@ -28,10 +50,11 @@ def strength_canvas(elem_id: str = "dd-canvas-block"):
     """The canvas component (a `gr.HTML` whose script mounts `StrengthCanvas` as `window.ddCanvas`)."""
     import gradio as gr
 
+    script = (STATIC / "strength_canvas.js").read_text(encoding="utf-8")
     return gr.HTML(
         html_template=(STATIC / "strength_canvas.html").read_text(encoding="utf-8"),
         css_template=(STATIC / "strength_canvas.css").read_text(encoding="utf-8"),
-        js_on_load=(STATIC / "strength_canvas.js").read_text(encoding="utf-8") + "\n" + MOUNT,
+        js_on_load="\n".join([script, MOUNT, FORWARD_FILES]),
         apply_default_css=False, elem_id=elem_id, ramp=ramp_table())
 
 

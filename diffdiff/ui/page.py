@@ -11,7 +11,7 @@ import gradio as gr
 from ..errors import one_line
 from ..request.parts import MAX_SEED
 from . import results
-from .canvas import strength_canvas
+from .canvas import UPLOAD_ELEM_ID, strength_canvas
 from .jobs import JobCancelled
 from .map_tools import MAP_TOOLS
 from .settings import SETTINGS, control_values
@@ -74,7 +74,7 @@ def build_page(studio) -> gr.Blocks:
                 strength_canvas()
                 with gr.Row():
                     upload = gr.File(label="Image (or drop / paste onto the canvas)", file_types=["image"],
-                                     type="filepath", elem_id="dd-upload", height=90)
+                                     type="filepath", elem_id=UPLOAD_ELEM_ID, height=90)
                     map_upload = gr.File(label="Load a map file", file_types=["image"], type="filepath",
                                          elem_id="dd-map-upload", height=90)
                 tool_inputs = {}
@@ -140,7 +140,7 @@ def _wire_image(studio, upload, map_upload, image_path, image_url, map_out) -> N
             stored = studio.accept_upload(path)
         except Exception as exc:  # noqa: BLE001 - every bad upload is one line in the page
             raise shown(exc) from None
-        return stored, studio.url_of(stored)
+        return stored, studio.url_of(stored), None  # the upload is emptied, ready for the next image
 
     def take_map(path, current_image):
         try:
@@ -148,7 +148,7 @@ def _wire_image(studio, upload, map_upload, image_path, image_url, map_out) -> N
         except Exception as exc:  # noqa: BLE001
             raise shown(exc) from None
 
-    upload.upload(take_image, upload, [image_path, image_url], api_visibility="private").success(
+    upload.upload(take_image, upload, [image_path, image_url, upload], api_visibility="private").success(
         None, image_url, None, js=SET_IMAGE)
     map_upload.upload(take_map, [map_upload, image_path], map_out, api_visibility="private").success(
         None, map_out, None, js=SET_MAP)
