@@ -3,6 +3,7 @@ loopback port with the demo model: paint, run, results, cancel, bad uploads, the
 server will serve. Screenshots go to test-artifacts/."""
 
 import base64
+import re
 import socket
 import urllib.error
 import urllib.request
@@ -145,10 +146,17 @@ def test_paint_two_strokes_at_40_percent_run_and_see_the_result(served, page, sc
     assert np.array_equal(shown, colour_ramp(sent / 255.0))  # what the canvas shows is what was sent
 
 
-def test_results_keep_use_as_input_history_and_map_tools(served, page):
+def test_results_keep_download_use_as_input_history_and_map_tools(served, page):
     url, studio, folder = served
     _open(page, url)
     _upload(page, folder / "scene.png")
+    half = np.zeros((HEIGHT // 2, WIDTH // 2), np.uint8)  # a map file at half size: resized to the image
+    half[:, : WIDTH // 4] = 255
+    Image.fromarray(half).save(folder / "half-map.png")
+    page.set_input_files("#dd-map-upload input[type=file]", str(folder / "half-map.png"))
+    page.wait_for_function("window.ddCanvas.canUndo()", timeout=30_000)
+    loaded = _map_bytes(page)
+    assert (loaded[:, : WIDTH // 2 - 2] == 255).all() and (loaded[:, WIDTH // 2 + 2:] == 0).all()
     _set_range(page, "#dd-value", 100)
     page.click("#dd-fill-all")
     page.fill("#dd-prompt textarea", "snow")
@@ -161,6 +169,11 @@ def test_results_keep_use_as_input_history_and_map_tools(served, page):
     page.click("#dd-keep")
     page.wait_for_function("document.querySelectorAll('#dd-kept a').length === 1", timeout=15_000)
     assert page.locator("#dd-kept a").first.get_attribute("href").endswith("-1.png")  # the second one
+    with page.expect_download() as download:
+        page.click("#dd-download")
+    saved = Image.open(download.value.path())
+    parameters = saved.text["parameters"]  # the selected variation's own settings: seed 0 + 1
+    assert saved.format == "PNG" and "snow" in parameters and re.search(r"Seed: 1\b", parameters)
 
     _set_number(page, "dd-steps", 9)
     page.locator("#dd-history [role=gridcell]").first.click()  # the newest run's row

@@ -1,4 +1,5 @@
-"""The strength painter (diffdiff/ui/static/strength_canvas.*) in a real headless Chromium.
+"""The strength painter (diffdiff/ui/static/strength_canvas.html and .css, and the scripts of
+`diffdiff.ui.canvas.SCRIPTS`) in a real headless Chromium.
 
 Painting is setting strength: the map is W×H bytes, byte b = strength b/255, a brush at P % paints
 round(P·255/100). The pure functions are checked directly; the interactive ones with the real mouse.
@@ -15,11 +16,13 @@ import pytest
 from PIL import Image
 
 from diffdiff.maps import colour_ramp
+from diffdiff.ui.canvas import SCRIPTS, canvas_script
 
 STATIC = Path(__file__).resolve().parents[1] / "diffdiff" / "ui" / "static"
 HTML = (STATIC / "strength_canvas.html").read_text(encoding="utf-8")
 CSS = (STATIC / "strength_canvas.css").read_text(encoding="utf-8")
-JS = (STATIC / "strength_canvas.js").read_text(encoding="utf-8")
+SCRIPT_TEXTS = [(STATIC / name).read_text(encoding="utf-8") for name in SCRIPTS]  # each a classic <script>
+JS = canvas_script()  # all of them, as Gradio's js_on_load gets them
 RAMP = colour_ramp(np.linspace(0, 1, 256)).tolist()
 RAMP_NP = np.array(RAMP, dtype=np.uint8)
 W, H = 96, 64
@@ -116,7 +119,8 @@ class Stage:
 @pytest.fixture
 def canvas(page):
     page.set_content(PAGE)
-    page.add_script_tag(content=JS)
+    for text in SCRIPT_TEXTS:  # one classic script per file, in load order
+        page.add_script_tag(content=text)
     errors = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     js(page, MOUNT, RAMP)
@@ -138,7 +142,9 @@ def brush(page, **settings):
 def test_template_files_have_no_template_syntax():
     for text in (HTML, CSS):
         assert "${" not in text and "{{" not in text and "`" not in text and "\\" not in text
-    assert "${" not in JS and "{{" not in JS
+    for name, text in zip(SCRIPTS, SCRIPT_TEXTS):
+        assert "${" not in text and "{{" not in text, name
+        assert text.startswith("// "), name  # each says its job first
     assert HTML.lstrip().startswith('<div class="dd-canvas">')
 
 

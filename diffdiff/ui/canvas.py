@@ -1,5 +1,6 @@
-"""The strength canvas as a Gradio component (our JavaScript in static/, hosted by `gr.HTML`), and the
-map's form on the wire: a lossless grey PNG data URL at the image's size, byte b = strength b / 255."""
+"""The strength canvas as a Gradio component (our JavaScript in static/, a few classic scripts joined in
+`SCRIPTS` order into one `js_on_load`, hosted by `gr.HTML`), and the map's form on the wire: a lossless grey
+PNG data URL at the image's size, byte b = strength b / 255."""
 
 from __future__ import annotations
 
@@ -15,6 +16,10 @@ from ..errors import DiffdiffError
 from ..maps import colour_ramp
 
 STATIC = Path(__file__).resolve().parent / "static"
+# The canvas's scripts in load order, each defining one top-level const the later ones use: the pure paint
+# functions, undo/redo, the view (zoom, pan, drawing), the input (pointer, keys, toolbar), the controller.
+SCRIPTS = ("strength_paint.js", "strength_history.js", "strength_view.js", "strength_input.js",
+           "strength_canvas.js")
 DATA_URL_PREFIX = "data:image/png;base64,"
 MOUNT = "window.ddCanvas = StrengthCanvas.mount(element.querySelector('.dd-canvas'), props);"
 UPLOAD_ELEM_ID = "dd-upload"  # the page's image upload, which every image goes through to be checked
@@ -46,15 +51,20 @@ def ramp_table() -> list[list[int]]:
     return colour_ramp(np.linspace(0.0, 1.0, 256)).tolist()
 
 
+def canvas_script() -> str:
+    """The files of `SCRIPTS` joined in order: text that defines `StrengthCanvas` (and what it uses), whether
+    run as a page's script or as a function's body."""
+    return "\n".join((STATIC / name).read_text(encoding="utf-8") for name in SCRIPTS)
+
+
 def strength_canvas(elem_id: str = "dd-canvas-block"):
     """The canvas component (a `gr.HTML` whose script mounts `StrengthCanvas` as `window.ddCanvas`)."""
     import gradio as gr
 
-    script = (STATIC / "strength_canvas.js").read_text(encoding="utf-8")
     return gr.HTML(
         html_template=(STATIC / "strength_canvas.html").read_text(encoding="utf-8"),
         css_template=(STATIC / "strength_canvas.css").read_text(encoding="utf-8"),
-        js_on_load="\n".join([script, MOUNT, FORWARD_FILES]),
+        js_on_load="\n".join([canvas_script(), MOUNT, FORWARD_FILES]),
         apply_default_css=False, elem_id=elem_id, ramp=ramp_table())
 
 
