@@ -102,7 +102,8 @@ def build_page(studio) -> gr.Blocks:
         with gr.Row():
             with gr.Column(scale=3):
                 grid = gr.Gallery(label="Variations (click one to select it)", columns=4, height=300,
-                                  elem_id="dd-results", type="filepath", allow_preview=False)
+                                  elem_id="dd-results", type="filepath", allow_preview=False,
+                                  object_fit="contain", fit_columns=False)
                 with gr.Row():
                     keep = gr.Button("Keep", elem_id="dd-keep")
                     discard = gr.Button("Discard", elem_id="dd-discard")
