@@ -16,6 +16,7 @@ from PIL import Image
 from ..errors import DiffdiffError
 from ..maps import load_map, save_map
 from ..maps.preview import fit_map_to_image
+from ..pipeline.result import RunResult
 from .canvas import map_from_data_url, map_to_data_url
 from .jobs import PREVIEW_EVERY, EditJob
 from .map_tools import apply_map_tool
@@ -125,7 +126,7 @@ class Studio:
         self._jobs[session] = job
         try:
             for update in job.updates():
-                if hasattr(update, "save"):
+                if isinstance(update, RunResult):
                     update = self._keep(update, strength_map, input_path, model_name)
                 yield update
         finally:

@@ -12,6 +12,7 @@ from ..errors import one_line
 from ..request.parts import MAX_SEED
 from . import results
 from .canvas import UPLOAD_ELEM_ID, strength_canvas
+from .handlers import Outcome
 from .jobs import JobCancelled
 from .map_tools import MAP_TOOLS
 from .settings import SETTINGS, control_values
@@ -177,7 +178,7 @@ def _runner(studio):
         try:
             for update in studio.run(request.session_hash, current_image, current_map, prompt, negative,
                                      model_name, settings):
-                if hasattr(update, "paths"):
+                if isinstance(update, Outcome):
                     state = results.add_outcome(state, update)
                     yield (f"done in {update.seconds:.1f} s: {len(update.paths)} variation(s)", skip,
                            results.gallery(state), state, results.history_rows(state),
@@ -226,7 +227,10 @@ def _wire_results(studio, state, grid, keep, discard, use_as_input, download, ke
         chosen = results.selected(current)
         if chosen is None:
             raise gr.Error("select a variation first", print_exception=False)
-        stored = studio.accept_upload(chosen["path"])
+        try:
+            stored = studio.accept_upload(chosen["path"])
+        except Exception as exc:  # noqa: BLE001
+            raise shown(exc) from None
         return stored, studio.url_of(stored)
 
     grid.select(on_select, state, [state, slider, download], queue=False)

@@ -317,7 +317,8 @@ const StrengthCanvas = (() => {
       v.destroy();
     }
 
-    input = StrengthInput.attach(root, v, {
+    // what both the page (the controller) and the pointer/keyboard/toolbar code may call
+    const commands = {
       setTool,
       tool: () => tool,
       setBrush,
@@ -331,6 +332,8 @@ const StrengthCanvas = (() => {
       canRedo: history.canRedo,
       clear,
       fillAll,
+    };
+    input = StrengthInput.attach(root, v, Object.assign({}, commands, {
       hasImage: () => !!img,
       beginStroke,
       strokeTo,
@@ -339,28 +342,15 @@ const StrengthCanvas = (() => {
       applyGradient,
       offerFile,
       wantsFiles: () => typeof controller.onImageFile === "function",
-    });
+    }));
 
-    Object.assign(controller, {
+    Object.assign(controller, commands, {
       setImage,
       setMap,
       exportMap,
       mapBytes: () => (map ? map.slice() : new Uint8Array(0)),
       size: () => ({ width: W, height: H }),
-      setTool,
-      tool: () => tool,
-      setBrush,
-      brush,
-      setGradientEnd,
-      gradientEnd: () => gradientEnd,
-      setView,
       view: v.state,
-      undo,
-      redo,
-      canUndo: history.canUndo,
-      canRedo: history.canRedo,
-      clear,
-      fillAll,
       setZoom: v.setZoom,
       fit: v.fit,
       panBy: v.panBy,
