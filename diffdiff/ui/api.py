@@ -8,8 +8,6 @@ import inspect
 
 from gradio import FileData
 
-from ..errors import one_line
-
 FIXED = (("image", FileData, inspect.Parameter.empty), ("strength_map", FileData, inspect.Parameter.empty),
          ("prompt", str, inspect.Parameter.empty), ("negative", str, ""), ("model", str, ""))
 
@@ -26,7 +24,7 @@ def make_api_edit(studio):
     signature = inspect.Signature(parameters, return_annotation=list[FileData])
 
     def edit(*args, **kwargs):
-        import gradio as gr
+        from .page import shown
 
         values = signature.bind(*args, **kwargs)
         values.apply_defaults()
@@ -36,7 +34,7 @@ def make_api_edit(studio):
             outcome = studio.edit_files(_path(given["image"]), _path(given["strength_map"]), given["prompt"],
                                         given["negative"], given["model"], settings)
         except Exception as exc:  # noqa: BLE001 - the caller gets the one line
-            raise gr.Error(one_line(exc), print_exception=False) from None
+            raise shown(exc) from None
         return [FileData(path=path) for path in outcome.paths]
 
     edit.__signature__ = signature

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import DiffdiffError
+from ..imageio import header_size
 from ..maps import load_map, save_map
 from ..maps.preview import fit_map_to_image
 from ..pipeline.result import RunResult
@@ -66,14 +67,18 @@ class Studio:
         """The page's address of a file in the output folder."""
         return FILE_ROUTE + str(Path(path).resolve())
 
-    def _input(self, image_path) -> Image.Image:
-        """The stored input picture named by the page (only files this server stored are accepted)."""
+    def _stored(self, image_path) -> Path:
+        """The path of the input picture named by the page (only files this server stored are accepted)."""
         if not image_path:
             raise DiffdiffError("upload an image first")
         path = Path(str(image_path)).resolve()
         if path.parent != self.inputs or not path.is_file():
             raise DiffdiffError("that image is not one this page received; upload it again")
-        return read_upload(path, max_pixels=self.max_pixels)
+        return path
+
+    def _input(self, image_path) -> Image.Image:
+        """The stored input picture named by the page, decoded."""
+        return read_upload(self._stored(image_path), max_pixels=self.max_pixels)
 
     # -- image and map in ----------------------------------------------------------------------------------
     def accept_upload(self, path) -> str:
@@ -85,9 +90,8 @@ class Studio:
 
     def load_map_file(self, path, image_path) -> str:
         """An uploaded map file (any of `diffdiff.maps`' forms) at the image's size, for the canvas."""
-        image = self._input(image_path)
-        strength_map = read_map_upload(path)
-        return map_to_data_url(fit_map_to_image(strength_map, *image.size))
+        size = header_size(self._stored(image_path))
+        return map_to_data_url(fit_map_to_image(read_map_upload(path), *size))
 
     def apply_tool(self, name: str, image_path, map_data: str, values: dict | None = None) -> str:
         """The canvas's map after map tool `name` (see `map_tools`)."""
@@ -109,16 +113,17 @@ class Studio:
         """Edit the stored image with the canvas's map: yields Progress objects, then the Outcome.
         `settings`: the controls' values (see `settings.request_keywords`). Raises DiffdiffError on bad
         input and JobCancelled when `cancel(session)` stopped it."""
-        image = self._input(image_path)
-        strength_map = map_from_data_url(map_data, image.size)
-        yield from self._edit(session, image, Path(str(image_path)), strength_map, prompt, negative,
-                              model_name, request_keywords(settings))
+        input_path = self._stored(image_path)
+        strength_map = map_from_data_url(map_data, header_size(input_path))
+        yield from self._edit(session, input_path, strength_map, prompt, negative, model_name,
+                              request_keywords(settings))
 
-    def _edit(self, session, image, input_path, strength_map, prompt, negative, model_name, keywords):
+    def _edit(self, session, input_path, strength_map, prompt, negative, model_name, keywords):
         from ..pipeline.editing import run_edit
         from ..request import EditRequest
 
         request = EditRequest.build(str(input_path), strength_map, prompt, negative=negative, **keywords)
+        image = Image.fromarray(request.image.pixels)  # the picture the request read, for the previews
         model_name = model_name or self.shelf.default_name()
         model = self.shelf.get(model_name)
         job = EditJob(lambda callback: run_edit(request, model, callback=callback), model,
@@ -151,11 +156,10 @@ class Studio:
                    settings: dict | None = None) -> Outcome:
         """The whole edit for an HTTP caller: an image file and a map file in, the Outcome out."""
         input_path = Path(self.accept_upload(image_file))
-        image = read_upload(input_path, max_pixels=self.max_pixels)
-        strength_map = fit_map_to_image(read_map_upload(map_file), *image.size)
+        strength_map = fit_map_to_image(read_map_upload(map_file), *header_size(input_path))
         outcome = None
-        for update in self._edit(f"api-{self._stem('call')}", image, input_path, strength_map, prompt,
-                                 negative, model_name, request_keywords(settings or {})):
+        for update in self._edit(f"api-{self._stem('call')}", input_path, strength_map, prompt, negative,
+                                 model_name, request_keywords(settings or {})):
             outcome = update
         return outcome
 

@@ -61,7 +61,6 @@ class EditJob:
         self._cancel = threading.Event()
         self._updates: queue.Queue = queue.Queue()
         self._projection: LatentProjection | None = None
-        self._started = 0.0
         self._first_step = None
         self._done_cost = 0.0
         self._lock = lock if lock is not None else threading.Lock()
@@ -76,7 +75,6 @@ class EditJob:
 
     def updates(self):
         """Progress objects as the run goes, then the result; raises the run's error."""
-        self._started = time.perf_counter()
         worker = threading.Thread(target=self._work, name="diffdiff-ui-job", daemon=True)
         worker.start()
         yield Progress("preparing")

@@ -4,18 +4,19 @@ JavaScript fills from `window.ddCanvas.exportMap()` just before each event that 
 
 from __future__ import annotations
 
+import functools
 import random
 
 import gradio as gr
 
-from ..errors import one_line
+from ..errors import DiffdiffError, one_line
 from ..request.parts import MAX_SEED
 from . import results
 from .canvas import UPLOAD_ELEM_ID, strength_canvas
 from .handlers import Outcome
 from .jobs import JobCancelled
 from .map_tools import MAP_TOOLS
-from .settings import SETTINGS, control_values
+from .settings import SETTING_KEYWORDS, SETTINGS, control_values
 
 TITLE = "diffdiff: paint where to change"
 HELP = ("Upload, drop or paste an image, then paint on it: the brush value **is** the strength "
@@ -35,7 +36,20 @@ def with_map(position: int) -> str:
 
 def shown(exc: BaseException) -> gr.Error:
     """An error as the page shows it: one line in a toast, no traceback in the server's log."""
-    return gr.Error(one_line(exc), print_exception=False)
+    return exc if isinstance(exc, gr.Error) else gr.Error(one_line(exc), print_exception=False)
+
+
+def in_one_line(function):
+    """`function`, with any error it raises shown in the page as one line (the server goes on)."""
+
+    @functools.wraps(function)
+    def shown_errors(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - every failure of an event is one line in the page
+            raise shown(exc) from None
+
+    return shown_errors
 
 
 def _control(setting):
@@ -124,7 +138,8 @@ def build_page(studio) -> gr.Blocks:
         running = run.click(_runner(studio), run_inputs, run_outputs, js=with_map(1),
                             concurrency_limit=1, concurrency_id="edit", api_visibility="private")
         cancel.click(_canceller(studio), None, status, queue=False, cancels=[running])
-        random_seed.click(lambda: random.randint(0, MAX_SEED), None, controls[_seed_index()], queue=False)
+        seed = controls[SETTING_KEYWORDS.index("seed")]
+        random_seed.click(lambda: random.randint(0, MAX_SEED), None, seed, queue=False)
         _wire_results(studio, state, grid, keep, discard, use_as_input, download, kept, slider, image_path,
                       image_url)
         history.select(_restore, [state], [prompt, negative, model, *controls], queue=False)
@@ -132,23 +147,15 @@ def build_page(studio) -> gr.Blocks:
     return page
 
 
-def _seed_index() -> int:
-    return [setting.keyword for setting in SETTINGS].index("seed")
-
-
 def _wire_image(studio, upload, map_upload, image_path, image_url, map_out) -> None:
+    @in_one_line
     def take_image(path):
-        try:
-            stored = studio.accept_upload(path)
-        except Exception as exc:  # noqa: BLE001 - every bad upload is one line in the page
-            raise shown(exc) from None
+        stored = studio.accept_upload(path)
         return stored, studio.url_of(stored), None  # the upload is emptied, ready for the next image
 
+    @in_one_line
     def take_map(path, current_image):
-        try:
-            return studio.load_map_file(path, current_image)
-        except Exception as exc:  # noqa: BLE001
-            raise shown(exc) from None
+        return studio.load_map_file(path, current_image)
 
     upload.upload(take_image, upload, [image_path, image_url, upload], api_visibility="private").success(
         None, image_url, None, js=SET_IMAGE)
@@ -160,11 +167,9 @@ def _wire_tools(studio, tool_inputs, image_path, map_data, map_out) -> None:
     for name, (button, inputs) in tool_inputs.items():
         parameter_names = [p.name for p in MAP_TOOLS[name].parameters]
 
+        @in_one_line
         def apply(current_image, current_map, *values, name=name, parameter_names=parameter_names):
-            try:
-                return studio.apply_tool(name, current_image, current_map, dict(zip(parameter_names, values)))
-            except Exception as exc:  # noqa: BLE001
-                raise shown(exc) from None
+            return studio.apply_tool(name, current_image, current_map, dict(zip(parameter_names, values)))
 
         button.click(apply, [image_path, map_data, *inputs], map_out, js=with_map(1),
                      api_visibility="private").success(None, map_out, None, js=SET_MAP)
@@ -223,14 +228,12 @@ def _wire_results(studio, state, grid, keep, discard, use_as_input, download, ke
         current = results.discard(current)
         return current, results.gallery(current), current["kept"], *_selection_views(current)
 
+    @in_one_line
     def on_use(current):
         chosen = results.selected(current)
         if chosen is None:
-            raise gr.Error("select a variation first", print_exception=False)
-        try:
-            stored = studio.accept_upload(chosen["path"])
-        except Exception as exc:  # noqa: BLE001
-            raise shown(exc) from None
+            raise DiffdiffError("select a variation first")
+        stored = studio.accept_upload(chosen["path"])
         return stored, studio.url_of(stored)
 
     grid.select(on_select, state, [state, slider, download], queue=False)

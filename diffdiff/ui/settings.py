@@ -42,11 +42,10 @@ class Setting:
         return str(value) if self.kind == "choice" else value
 
     def read(self, value):
-        """The request value of what the control holds."""
-        if self.kind == "slider" and self.step == 1 or self.keyword == "seed":
+        """The request value of what the control holds: whole numbers as integers (a browser may send 7.0);
+        everything else as it is, for the request's own checks (which read "512" as a tile size)."""
+        if self.kind == "number" or self.kind == "slider" and self.step == 1:
             return _whole(value, self.label)
-        if self.keyword == "tile":
-            return int(value) if str(value).isdigit() else str(value)
         return value
 
 
