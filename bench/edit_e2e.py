@@ -31,6 +31,7 @@ def build_model(full_vae: bool, device: str):
     from transformers import CLIPTextConfig, CLIPTextModel
 
     from diffdiff.models.loaded import LoadedModel
+    from diffdiff.models.precision import Capabilities, choose_precision
     from diffdiff.models.tiny import tiny_configs
     from diffdiff.models.tokenizer import load_tokenizer
 
@@ -40,7 +41,8 @@ def build_model(full_vae: bool, device: str):
     vae_config = _read_config("vae") if full_vae else tiny_configs("sd1")["vae"]
     vae = AutoencoderKL.from_config(vae_config).eval()
     return LoadedModel(family="sd1", unet=unet, vae=vae, text_encoders=[text_encoder],
-                       tokenizers=[load_tokenizer("clip")], device=torch.device(device), dtype=torch.float32,
+                       tokenizers=[load_tokenizer("clip")], device=torch.device(device),
+                       precision=choose_precision(Capabilities(torch.device(device).type), "fp32"),
                        name="random-sd15")
 
 

@@ -72,6 +72,14 @@ def test_edit_writes_batch_pngs_stats_and_progress(files, tmp_path, capsys):
     assert "edit" in captured.err  # the progress bar's label
     numbers = json.loads(stats.read_text())
     assert numbers["steps"] == 2 and numbers["tiles"] == 1 and "network_calls" in numbers
+    phases = numbers["phases"]  # every phase of the job
+    assert set(phases) == {"import", "load", "text_encode", "vae_encode", "sampling", "decode", "composite",
+                           "write"}
+    assert all(seconds >= 0 for seconds in phases.values())
+    assert phases["sampling"] > 0 and phases["write"] > 0
+    run_phases = sum(phases[name] for name in ("text_encode", "vae_encode", "sampling", "decode",
+                                               "composite"))
+    assert run_phases <= numbers["seconds"]  # the run's phases lie inside the run
     text = Image.open(tmp_path / "out-1.png").text
     assert "Seed: 8" in text["parameters"] and json.loads(text["diffdiff"])["map"] == "map.png"
     # the same output again without --overwrite is refused; with it, it is replaced

@@ -8,7 +8,7 @@ import torch
 
 from diffdiff.errors import DiffdiffError
 from diffdiff.models import LoadedModel, load_model, make_tiny_model
-from diffdiff.models.device import resolve_device, resolve_dtype, vae_dtype
+from diffdiff.models.device import resolve_device
 from diffdiff.models.families import detect_base_family, detect_v_prediction, resolve_family
 
 # --- tiny diffusers folders (make_tiny_model: real classes, seeded weights) ------------------------------
@@ -77,16 +77,10 @@ def test_v_prediction_from_marker_override_and_heuristic():
 
 # --- devices ---------------------------------------------------------------------------------------
 
-def test_device_and_dtype_choice():
+def test_device_choice():
     assert resolve_device("cpu").type == "cpu"
-    assert resolve_dtype(torch.device("cpu")) == torch.float32
-    assert resolve_dtype(torch.device("cuda")) == torch.float16
-    assert resolve_dtype(torch.device("cpu"), "bf16") == torch.bfloat16
-    assert vae_dtype(torch.float16) == torch.float32
     with pytest.raises(DiffdiffError, match="auto, cpu, cuda, mps"):
         resolve_device("tpu")
-    with pytest.raises(DiffdiffError, match="fp16, bf16, fp32"):
-        resolve_dtype(torch.device("cpu"), "int8")
     if not torch.cuda.is_available():
         with pytest.raises(DiffdiffError, match="no CUDA"):
             resolve_device("cuda")
@@ -246,7 +240,12 @@ def test_single_file_text_encoders_are_bit_exact(tiny_folders, tmp_path, family,
     from safetensors.torch import save_file
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
-    from diffdiff.models.single_file import build_text_encoder, normalise_keys, read_checkpoint
+    from diffdiff.models.single_file import (
+        build_text_encoder,
+        normalise_keys,
+        read_checkpoint,
+        text_encoder_config,
+    )
 
     folder = tiny_folders[family]
     model_class = CLIPTextModelWithProjection if component == "text_encoder_2" else CLIPTextModel
@@ -259,7 +258,8 @@ def test_single_file_text_encoders_are_bit_exact(tiny_folders, tmp_path, family,
     path = tmp_path / "te.safetensors"
     save_file({k: v.contiguous() for k, v in weights.items()}, str(path))
     state_dict, _ = read_checkpoint(path)
-    loaded = build_text_encoder(normalise_keys(state_dict), folder, family, component, torch.float32)
+    config = text_encoder_config(folder, component)
+    loaded = build_text_encoder(normalise_keys(state_dict), config, family, component, torch.float32)
     expected = original.state_dict()
     for key, value in loaded.state_dict().items():
         assert torch.equal(value, expected[key]), key

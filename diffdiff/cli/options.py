@@ -117,6 +117,14 @@ def add_prompt_options(parser: argparse.ArgumentParser) -> None:
                             "a1111 also the bare file name)")
 
 
+def add_dtype_option(group) -> None:
+    from diffdiff.models.precision import SHORT_NAMES
+
+    group.add_argument("--dtype", choices=tuple(SHORT_NAMES.values()),
+                       help="network precision (default: what the device runs natively; the README's "
+                            "precision table)")
+
+
 def add_model_options(parser: argparse.ArgumentParser, *, model_help: str | None = None) -> None:
     """The model flags; `model_help` given, --model is optional with that help (a batch line may name it)."""
     group = parser.add_argument_group("model")
@@ -130,8 +138,9 @@ def add_model_options(parser: argparse.ArgumentParser, *, model_help: str | None
     group.add_argument("--prediction", choices=PREDICTIONS,
                        help="override the prediction type of an SD2 checkpoint")
     group.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
-    group.add_argument("--dtype", choices=("fp16", "bf16", "fp32"),
-                       help="network precision (default fp16 on GPUs, fp32 on CPU)")
+    add_dtype_option(group)
+    group.add_argument("--compile", action="store_true",
+                       help="run the UNet through torch.compile (pays off over many images of one size)")
     group.add_argument("--allow-pickle", action="store_true",
                        help="allow loading pickled .ckpt/.bin files (they can run code: trusted files only)")
 
@@ -186,22 +195,42 @@ def check_files(args, outputs: list[Path], inputs: list) -> None:
 
 def run_request(args, request, run, inputs: list) -> int:
     """The verbs' common end: check the files (outputs, model, --stats against `inputs`), load the model, run
-    `run(request, model, callback=progress)` under a progress bar, and write the results."""
+    `run(request, model, callback=progress)` under a progress bar, and write the results. The stats carry
+    the seconds of every phase: import and load here, the run's own, and writing the images."""
     from diffdiff.imageio import check_outputs
+    from diffdiff.phases import PhaseClock, phase
     from diffdiff.progress import StepProgress
 
     outputs = check_outputs(args.output, request.sampling.batch, overwrite=args.overwrite)
     check_files(args, outputs, inputs)
-    model = load_model_from_args(args)
+    clock = PhaseClock()
+    with clock.measuring():
+        with phase("import"):
+            import_networks()
+        with phase("load"):
+            model = load_model_from_args(args)
     with StepProgress(request.sampling.steps, description=args.verb, quiet=args.quiet) as progress:
         result = run(request, model, callback=progress)
-    return write_results(args, result)
+    for name, seconds in result.stats.get("phases", {}).items():
+        clock.add(name, seconds)
+    with clock.measuring(), phase("write"):
+        written = result.save(args.output, overwrite=args.overwrite)
+    result.stats["phases"] = clock.ordered()
+    return report_results(args, result, written)
+
+
+def import_networks() -> None:
+    """Import the network libraries a run needs (the import phase of the stats)."""
+    import diffusers  # noqa: F401
+    import transformers  # noqa: F401
+    from diffusers import AutoencoderKL, UNet2DConditionModel  # noqa: F401
+    from transformers import CLIPTextModel  # noqa: F401
 
 
 def load_options(args) -> dict:
     """The model flags as `load_model` keywords (every one but the path)."""
     return {"family": args.family, "prediction": args.prediction, "vae": args.vae, "device": args.device,
-            "dtype": args.dtype, "allow_pickle": args.allow_pickle}
+            "dtype": args.dtype, "allow_pickle": args.allow_pickle, "compile": args.compile}
 
 
 def load_model_from_args(args):
@@ -210,10 +239,10 @@ def load_model_from_args(args):
     return load_model(args.model, **load_options(args))
 
 
-def write_results(args, result) -> int:
+def report_results(args, result, written: list) -> int:
+    """Write --stats (when asked) and list the written files (unless --quiet)."""
     from diffdiff.atomic import CLI_OVERWRITE_HINT, atomic_write
 
-    written = result.save(args.output, overwrite=args.overwrite)
     if args.stats:
         text = json.dumps(result.stats, indent=2, sort_keys=True)
         atomic_write(args.stats, lambda tmp: tmp.write_text(text + "\n"), overwrite=args.overwrite,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from diffdiff.cli.options import HelpFormatter
+from diffdiff.cli.options import HelpFormatter, add_dtype_option
 
 
 def register(subparsers) -> None:
@@ -25,8 +25,7 @@ def register(subparsers) -> None:
     parser.add_argument("--depth-model", metavar="DIR", help="a Depth Anything folder for the Depth map tool")
     parser.add_argument("--max-pixels", type=int, help="largest image the page accepts, in pixels")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
-    parser.add_argument("--dtype", choices=("fp16", "bf16", "fp32"),
-                        help="network precision (default fp16 on GPUs, fp32 on CPU)")
+    add_dtype_option(parser)
     parser.set_defaults(func=run_ui)
 
 

@@ -1,4 +1,4 @@
-"""Device and precision choice: "auto|cpu|cuda|mps" → torch.device, dtype defaults, the VAE's safe dtype."""
+"""Device choice: "auto|cpu|cuda|mps" → torch.device (the precision policy is `precision`)."""
 
 from __future__ import annotations
 
@@ -7,18 +7,6 @@ import torch
 from ..errors import DiffdiffError
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
-DTYPE_NAMES = {
-    "fp16": torch.float16,
-    "float16": torch.float16,
-    "half": torch.float16,
-    "bf16": torch.bfloat16,
-    "bfloat16": torch.bfloat16,
-    "fp32": torch.float32,
-    "float32": torch.float32,
-    "float": torch.float32,
-}
-
-
 def _mps_available() -> bool:
     backend = getattr(torch.backends, "mps", None)
     return bool(backend is not None and backend.is_available())
@@ -46,22 +34,3 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         return torch.device(name)
     except RuntimeError:
         raise DiffdiffError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}") from None
-
-
-def resolve_dtype(device: torch.device, dtype: str | torch.dtype | None = None) -> torch.dtype:
-    """The network dtype: as asked, else fp16 on CUDA/MPS and fp32 on CPU."""
-    if dtype is None:
-        return torch.float32 if device.type == "cpu" else torch.float16
-    if isinstance(dtype, torch.dtype):
-        if dtype not in DTYPE_NAMES.values():
-            raise DiffdiffError(f"unsupported dtype {dtype}; choose one of fp16, bf16, fp32")
-        return dtype
-    name = str(dtype).strip().lower()
-    if name not in DTYPE_NAMES:
-        raise DiffdiffError(f"unknown dtype {dtype!r}; choose one of fp16, bf16, fp32")
-    return DTYPE_NAMES[name]
-
-
-def vae_dtype(dtype: torch.dtype) -> torch.dtype:
-    """SD-family VAEs overflow in fp16, so an fp16 model keeps its VAE in fp32; bf16 and fp32 stay."""
-    return torch.float32 if dtype == torch.float16 else dtype

@@ -9,6 +9,7 @@ from pathlib import Path
 from .conditioning import Conditioning, PromptReading, encode_sd, encode_sdxl
 from .denoiser import CFGDenoiser, ParametrisedNetwork
 from .families import FAMILY_TABLE, base_family
+from .precision import Precision
 from .vae import VaeCodec
 
 
@@ -46,28 +47,61 @@ def file_short_hash(path: Path) -> str:
 
 
 class LoadedModel:
-    """A loaded model: `family`, `model_sampling`, `device`, `dtype`, `name`, `short_hash`, `latent_channels`,
+    """A loaded model: `family`, `model_sampling`, `device`, `precision` (`dtype`: its network dtype), `name`,
+    `short_hash`, `latent_channels`,
     `inpainting` (the UNet also takes a mask and a masked-image latent: 2·latent + 1 input channels),
-    `vae_codec` (pixels ↔ latents), and the networks `unet`, `vae`, `text_encoders`, `tokenizers`."""
+    `vae_codec` (pixels ↔ latents), and the networks `unet`, `vae`, `text_encoders`, `tokenizers`.
 
-    def __init__(self, *, family, unet, vae, text_encoders, tokenizers, device, dtype, name, hash_file=None):
+    `text_encoders` may be given as a function that loads them: it runs on first use (the first prompt to
+    encode, or a LoRA that patches them), so a run that needs no encoding never builds them."""
+
+    def __init__(self, *, family, unet, vae, text_encoders, tokenizers, device, precision: Precision, name,
+                 hash_file=None):
         self.family = family
+        self.device = device
         self.unet = unet.to(device)
         self.vae = vae.to(device)
-        self.text_encoders = [encoder.to(device) for encoder in text_encoders]
+        self._text_encoders = text_encoders if callable(text_encoders) else self._on_device(text_encoders)
         self.tokenizers = list(tokenizers)
-        self.device = device
-        self.dtype = dtype
+        self.precision = precision
+        self.dtype = precision.network
         self.name = name
         self.model_sampling = _model_sampling(family)
         self.latent_channels = int(unet.config.out_channels)
         self.inpainting = int(unet.config.in_channels) == 2 * self.latent_channels + 1
         self.vae_codec = VaeCodec(self.vae, device)
+        self._compiled = None
         self._hash_file = Path(hash_file) if hash_file is not None else None
         self._short_hash = None
 
     def __repr__(self) -> str:
         return f"LoadedModel({self.name!r}, family={self.family!r}, device={self.device}, dtype={self.dtype})"
+
+    def compile(self, backend: str = "inductor") -> None:
+        """Run the UNet through `torch.compile(backend=...)` from now on. Its first call at each new input
+        shape compiles (minutes for a full-size UNet on a CPU); the weights stay the UNet's own, so LoRAs
+        still patch them (and cause one recompile)."""
+        import torch
+
+        self._compiled = torch.compile(self.unet, backend=backend)
+
+    @property
+    def compiled(self) -> bool:
+        return self._compiled is not None
+
+    @property
+    def text_encoders(self) -> list:
+        """The text encoders on the model's device, loaded on first use when given as a loader."""
+        if callable(self._text_encoders):
+            self._text_encoders = self._on_device(self._text_encoders())
+        return self._text_encoders
+
+    def _on_device(self, encoders) -> list:
+        return [encoder.to(self.device) for encoder in encoders]
+
+    @property
+    def text_encoders_loaded(self) -> bool:
+        return not callable(self._text_encoders)
 
     @property
     def short_hash(self) -> str | None:
@@ -89,6 +123,7 @@ class LoadedModel:
 
     def denoiser(self, conditioning: Conditioning, cfg: float) -> CFGDenoiser:
         """`denoiser(x, sigma, **kw) -> x0`: CFG over the parametrised UNet (uncond skipped at cfg 1)."""
-        network = ParametrisedNetwork(self.unet, self.model_sampling)
+        unet = self.unet if self._compiled is None else self._compiled
+        network = ParametrisedNetwork(unet, self.model_sampling)
         uncond = conditioning.network_kwargs(negative=True) if cfg != 1.0 else None
         return CFGDenoiser(network, conditioning.network_kwargs(), uncond, cfg)

@@ -13,11 +13,12 @@ from pathlib import Path
 import torch
 
 from ..errors import DiffdiffError
-from .device import resolve_device, resolve_dtype, vae_dtype
+from .device import resolve_device
 from .families import TEXT_COMPONENTS, check_prediction, family_of_folder, resolve_family
 from .folder import load_folder_modules, load_vae_folder
 from .hub import cached_snapshot, is_local_path
 from .loaded import LoadedModel
+from .precision import Precision, choose_precision, device_capabilities
 from .single_file import (
     FAMILY_METADATA_KEY,
     ConfigFolder,
@@ -27,33 +28,44 @@ from .single_file import (
     configs_from_metadata,
     normalise_keys,
     read_checkpoint,
+    text_encoder_config,
     write_config_folder,
 )
 
+# The checkpoint keys of the UNet and the VAE; the rest (the text encoders) is kept for their lazy load.
+NETWORK_PREFIXES = ("model.diffusion_model.", "first_stage_model.")
+
 
 def load_model(source, *, family=None, prediction=None, vae=None, device="auto", dtype=None,
-               allow_pickle=False) -> LoadedModel:
+               allow_pickle=False, compile=False) -> LoadedModel:
     """Load an SD1.x / SD2.x (eps or v) / SDXL model from a file, a diffusers folder or a cached hub id.
 
     `family` / `prediction` ("eps" | "v") override detection (a family must agree with the checkpoint's
     text encoders); `vae` is an optional separate VAE file (.safetensors, ldm or diffusers layout) or
-    diffusers VAE folder; `device` "auto|cpu|cuda|mps"; `dtype` fp16|bf16|fp32 (default fp16 on GPUs,
-    fp32 on CPU; an fp16 model keeps its VAE in fp32).
+    diffusers VAE folder; `device` "auto|cpu|cuda|mps"; `dtype` fp16|bf16|fp32 overrides the precision the
+    device's capabilities choose (`precision.choose_precision`); `compile` runs the UNet through
+    torch.compile (`LoadedModel.compile`).
     """
     check_prediction(prediction)
     torch_device = resolve_device(device)
-    torch_dtype = resolve_dtype(torch_device, dtype)
+    precision = choose_precision(device_capabilities(torch_device), dtype)
     source_text = str(source)
     path = Path(source_text).expanduser()
     with quiet_libraries():
-        if path.is_dir():
-            return _load_folder(path, path.name, family, prediction, vae, torch_device, torch_dtype,
-                                allow_pickle)
-        if path.exists() or is_local_path(source_text):
-            return _load_file(path, family, prediction, vae, torch_device, torch_dtype, allow_pickle)
-        folder = cached_snapshot(source_text)
-        return _load_folder(folder, source_text, family, prediction, vae, torch_device, torch_dtype,
-                            allow_pickle)
+        model = _load(source_text, path, family, prediction, vae, torch_device, precision, allow_pickle)
+    if compile:
+        model.compile()
+    return model
+
+
+def _load(source_text, path, family, prediction, vae, device, precision, allow_pickle) -> LoadedModel:
+    """A folder, a file, or else a hub id in the offline cache."""
+    if path.is_dir():
+        return _load_folder(path, path.name, family, prediction, vae, device, precision, allow_pickle)
+    if path.exists() or is_local_path(source_text):
+        return _load_file(path, family, prediction, vae, device, precision, allow_pickle)
+    folder = cached_snapshot(source_text)
+    return _load_folder(folder, source_text, family, prediction, vae, device, precision, allow_pickle)
 
 
 @contextmanager
@@ -80,44 +92,48 @@ def quiet_libraries():
             transformers_logging.enable_progress_bar()
 
 
-def _load_file(path, family, prediction, vae, device, dtype, allow_pickle) -> LoadedModel:
+def _load_file(path, family, prediction, vae, device, precision: Precision, allow_pickle) -> LoadedModel:
     state_dict, metadata = read_checkpoint(path, allow_pickle=allow_pickle)
     state_dict = normalise_keys(state_dict)
     family = resolve_family(state_dict.keys(), state_dict.__getitem__, family=family, prediction=prediction,
                             header_family=metadata.get(FAMILY_METADATA_KEY))
+    components = TEXT_COMPONENTS[family]
     with ConfigFolder(metadata, family) as configs:
-        unet = build_unet(state_dict, configs, dtype)
-        text_encoders = [
-            build_text_encoder(state_dict, configs, family, component, dtype)
-            for component in TEXT_COMPONENTS[family]
-        ]
-        vae_model = _load_vae(vae, configs, allow_pickle) if vae else None
+        unet = build_unet(state_dict, configs, precision.network)
+        encoder_configs = [text_encoder_config(configs, component) for component in components]
+        vae_model = _load_vae(vae, configs, allow_pickle, precision.vae) if vae else None
         if vae_model is None:
-            vae_model = build_vae(state_dict, configs, torch.float32)
+            vae_model = build_vae(state_dict, configs, precision.vae)
+    text_weights = {key: value for key, value in state_dict.items() if not key.startswith(NETWORK_PREFIXES)}
     del state_dict
+
+    def load_text_encoders():
+        return [build_text_encoder(text_weights, config, family, component, precision.network)
+                for config, component in zip(encoder_configs, components)]
+
     from .tokenizer import FAMILY_TOKENIZERS, load_tokenizer
 
     tokenizers = [load_tokenizer(kind) for kind in FAMILY_TOKENIZERS[family]]
     return LoadedModel(
-        family=family, unet=unet, vae=vae_model.to(vae_dtype(dtype)), text_encoders=text_encoders,
-        tokenizers=tokenizers, device=device, dtype=dtype, name=Path(path).stem, hash_file=path,
+        family=family, unet=unet, vae=vae_model, text_encoders=load_text_encoders,
+        tokenizers=tokenizers, device=device, precision=precision, name=Path(path).stem, hash_file=path,
     )
 
 
-def _load_vae(vae_path, config_folder: Path, allow_pickle: bool):
-    """A separate VAE: a diffusers folder, or a file built with its own header config (tiny files) or else
-    with the model's VAE config (`config_folder`)."""
+def _load_vae(vae_path, config_folder: Path, allow_pickle: bool, dtype: torch.dtype):
+    """A separate VAE in `dtype`: a diffusers folder, or a file built with its own header config (tiny
+    files) or else with the model's VAE config (`config_folder`)."""
     path = Path(vae_path).expanduser()
     if not path.exists():
         raise DiffdiffError(f"VAE not found: {path}")
     if path.is_dir():
-        return load_vae_folder(path, torch.float32, allow_pickle)
+        return load_vae_folder(path, dtype, allow_pickle)
     state_dict, metadata = read_checkpoint(path, allow_pickle=allow_pickle)
     own_config = (configs_from_metadata(metadata) or {}).get("vae")
     if own_config is None:
-        return build_vae(state_dict, config_folder, torch.float32)
+        return build_vae(state_dict, config_folder, dtype)
     with tempfile.TemporaryDirectory(prefix="diffdiff-vae-") as temp:
-        return build_vae(state_dict, write_config_folder({"vae": own_config}, Path(temp)), torch.float32)
+        return build_vae(state_dict, write_config_folder({"vae": own_config}, Path(temp)), dtype)
 
 
 def hash_file_of_folder(folder: Path) -> Path | None:
@@ -126,14 +142,15 @@ def hash_file_of_folder(folder: Path) -> Path | None:
     return files[0] if files else None
 
 
-def _load_folder(folder, name, family, prediction, vae, device, dtype, allow_pickle) -> LoadedModel:
+def _load_folder(folder, name, family, prediction, vae, device, precision: Precision,
+                 allow_pickle) -> LoadedModel:
     if not (folder / "model_index.json").is_file():
         raise DiffdiffError(f"{folder} is not a diffusers folder (no model_index.json)")
     family = family_of_folder(folder, family=family, prediction=prediction)
-    modules = load_folder_modules(folder, family, dtype, torch.float32, allow_pickle)
-    vae_model = _load_vae(vae, folder, allow_pickle) if vae else modules["vae"]
+    modules = load_folder_modules(folder, family, precision.network, precision.vae, allow_pickle)
+    vae_model = _load_vae(vae, folder, allow_pickle, precision.vae) if vae else modules["vae"]
     return LoadedModel(
-        family=family, unet=modules["unet"], vae=vae_model.to(vae_dtype(dtype)),
+        family=family, unet=modules["unet"], vae=vae_model,
         text_encoders=modules["text_encoders"], tokenizers=modules["tokenizers"], device=device,
-        dtype=dtype, name=name, hash_file=hash_file_of_folder(folder),
+        precision=precision, name=name, hash_file=hash_file_of_folder(folder),
     )

@@ -162,28 +162,39 @@ def _check_weights(model, weights: dict, component: str) -> None:
         )
 
 
-def _build_strict(factory, convert, component: str):
-    """`factory()` holding the weights `convert(model)` gives, checked by `_check_weights`.
+def _build_strict(factory, convert, component: str, dtype: torch.dtype):
+    """`factory()` holding the weights `convert(model)` gives, cast to `dtype` (floating tensors), checked by
+    `_check_weights`.
 
     The checks run on a meta-device skeleton, so a file that does not fit fails before a full-size network
-    is allocated. When the weights cover every parameter and buffer, the skeleton takes them as they are
-    (no random initialisation to overwrite); otherwise (non-persistent buffers such as CLIP's position ids)
-    a real model is built and the weights copied in.
+    is allocated. The weights are then assigned, not copied: each tensor is cast once (a view of the
+    memory-mapped file when its dtype already fits) and no random initialisation runs. When the weights
+    cover every parameter and buffer the skeleton takes them; otherwise (non-persistent buffers such as
+    CLIP's position ids, which the constructor computes) the network is constructed with its weight
+    initialisation switched off and then takes them.
     """
     with torch.device("meta"):
         skeleton = factory()
     weights = convert(skeleton)
     _check_weights(skeleton, weights, component)
     expected = skeleton.state_dict()
-    selected = {k: v for k, v in weights.items() if k in expected}
+    selected = {k: v.to(dtype) if v.is_floating_point() else v for k, v in weights.items() if k in expected}
     tensors = [name for name, _ in skeleton.named_parameters()]
     tensors += [name for name, _ in skeleton.named_buffers()]
-    if set(tensors) <= set(selected):
-        skeleton.load_state_dict(selected, strict=True, assign=True)
-        return skeleton
-    model = factory()
-    model.load_state_dict(selected, strict=False)
-    return model
+    model = skeleton
+    if not set(tensors) <= set(selected):
+        with _initialisation_off():
+            model = factory()
+    model.load_state_dict(selected, strict=True, assign=True)
+    return model.eval()
+
+
+def _initialisation_off():
+    """A context in which networks are constructed without initialising their weights (transformers' own
+    switch, which also covers torch.nn.init for diffusers' modules)."""
+    from transformers.initialization import no_init_weights
+
+    return no_init_weights()
 
 
 def _convert(converter, component: str, *args):
@@ -205,12 +216,11 @@ def build_unet(state_dict: dict, config_folder: Path, dtype: torch.dtype):
     config = UNet2DConditionModel.load_config(str(config_folder), subfolder="unet", local_files_only=True)
     if UNET_INPUT_KEY in state_dict:  # inpainting UNets take 9 channels: the latent, a mask, a masked latent
         config = {**config, "in_channels": int(state_dict[UNET_INPUT_KEY].shape[1])}
-    unet = _build_strict(
+    return _build_strict(
         lambda: UNet2DConditionModel.from_config(config),
         lambda _: _convert(convert_ldm_unet_checkpoint, "unet", state_dict, config),
-        "unet",
+        "unet", dtype,
     )
-    return unet.to(dtype).eval()
 
 
 def build_vae(state_dict: dict, config_folder: Path, dtype: torch.dtype):
@@ -223,8 +233,7 @@ def build_vae(state_dict: dict, config_folder: Path, dtype: torch.dtype):
         weights = state_dict  # already diffusers layout
     else:
         weights = _convert(convert_ldm_vae_checkpoint, "vae", state_dict, config)
-    vae = _build_strict(lambda: AutoencoderKL.from_config(config), lambda _: weights, "vae")
-    return vae.to(dtype).eval()
+    return _build_strict(lambda: AutoencoderKL.from_config(config), lambda _: weights, "vae", dtype)
 
 
 def _strip_wrapper(model, weights: dict) -> dict:
@@ -234,14 +243,21 @@ def _strip_wrapper(model, weights: dict) -> dict:
     return {k.removeprefix("text_model."): v for k, v in weights.items()}
 
 
-def build_text_encoder(state_dict: dict, config_folder: Path, family: str, component: str, dtype):
-    """CLIP-L (SD1, SDXL encoder 1), OpenCLIP-H (SD2) or OpenCLIP-bigG with projection (SDXL encoder 2)."""
+def text_encoder_config(config_folder: Path, component: str):
+    """The CLIPTextConfig of `component` (text_encoder, text_encoder_2) in a config folder."""
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig.from_pretrained(str(config_folder), subfolder=component, local_files_only=True)
+
+
+def build_text_encoder(state_dict: dict, config, family: str, component: str, dtype):
+    """CLIP-L (SD1, SDXL encoder 1), OpenCLIP-H (SD2) or OpenCLIP-bigG with projection (SDXL encoder 2),
+    from its `text_encoder_config`."""
     from diffusers.loaders.single_file_utils import convert_ldm_clip_checkpoint, convert_open_clip_checkpoint
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     family = base_family(family)
     with_projection = family == "sdxl" and component == "text_encoder_2"
-    config = CLIPTextConfig.from_pretrained(str(config_folder), subfolder=component, local_files_only=True)
     model_class = CLIPTextModelWithProjection if with_projection else CLIPTextModel
 
     def convert(model):
@@ -254,5 +270,4 @@ def build_text_encoder(state_dict: dict, config_folder: Path, family: str, compo
             weights = _convert(convert_ldm_clip_checkpoint, component, state_dict)
         return _strip_wrapper(model, weights)
 
-    model = _build_strict(lambda: model_class(config), convert, component)
-    return model.to(dtype).eval()
+    return _build_strict(lambda: model_class(config), convert, component, dtype)

@@ -18,6 +18,7 @@ from .. import composite as compositing
 from ..errors import DiffdiffError
 from ..maps.latent import bilinear_grid, block_means
 from ..models.families import FAMILY_TABLE
+from ..phases import PhaseClock, phase
 from ..regions import fill_holes, hole_of
 from ..request import EditRequest, Gate, Output, Prompting, Region, Sampling, Tiling
 from ..tiles.vae import release_free_memory
@@ -122,6 +123,15 @@ def run_edits(requests: list[EditRequest], model, *, callback=None, records: lis
 
 
 def _run_whole(requests: list[EditRequest], model, callback, records: list, always_tile_network: bool):
+    """`run_edits` for requests edited whole; each result's stats carry the run's `phases` seconds."""
+    with PhaseClock().measuring() as clock:
+        results = _edit_whole(requests, model, callback, records, always_tile_network)
+    for item in results:
+        item.stats["phases"] = clock.ordered()
+    return results
+
+
+def _edit_whole(requests: list[EditRequest], model, callback, records: list, always_tile_network: bool):
     started = time.perf_counter()
     first = requests[0]
     codec = model.vae_codec
@@ -138,10 +148,11 @@ def _run_whole(requests: list[EditRequest], model, callback, records: list, alwa
         start = pixels[-1]
         if region.fill != "none":
             start = fill_holes(start, padded_map, region.fill, region.fill_threshold, request.sampling.seed)
-        cleans.append(codec.encode(start, plan.vae_tile, plan.vae_overlap))
-        if model.inpainting:
-            greyed = masked_pixels(start, padded_map)
-            hole_latents.append(codec.encode(greyed, plan.vae_tile, plan.vae_overlap))
+        with phase("vae_encode"):
+            cleans.append(codec.encode(start, plan.vae_tile, plan.vae_overlap))
+            if model.inpainting:
+                greyed = masked_pixels(start, padded_map)
+                hole_latents.append(codec.encode(greyed, plan.vae_tile, plan.vae_overlap))
         strengths.append(latent_strength(padded_map, first.gate.mode, codec.factor))
     del padded_map, start
     clean = torch.cat(cleans)
@@ -162,8 +173,22 @@ def _run_whole(requests: list[EditRequest], model, callback, records: list, alwa
         inpaint=inpaint, callback=callback)
     del latent, strength, inpaint, hole_latents
     release_free_memory()  # the sampler's freed tile activations, before the full-size buffers come
-    decoded = codec.decode(result, plan.vae_tile, plan.vae_overlap)  # uint8 (items, padded H, padded W, 3)
+    with phase("decode"):
+        decoded = codec.decode(result, plan.vae_tile, plan.vae_overlap)  # uint8 (items, H, W, 3), padded
     stats["group_items"] = len(prompts)
+    with phase("composite"):
+        results = _composited(requests, model, records, stats, result, cleans, pixels, decoded, batch,
+                              (width, height), (padded_w, padded_h))
+    seconds = time.perf_counter() - started
+    for item in results:
+        item.stats["seconds"] = seconds
+    return results
+
+
+def _composited(requests, model, records, stats, result, cleans, pixels, decoded, batch, size, padded):
+    """Per request: its items composited over its input (when asked), as RunResults."""
+    (width, height), (padded_w, padded_h) = size, padded
+    region = requests[0].region
     results = []
     for index, request in enumerate(requests):
         items = slice(index * batch, (index + 1) * batch)
@@ -185,9 +210,6 @@ def _run_whole(requests: list[EditRequest], model, callback, records: list, alwa
         record = records[index] if records[index] is not None else request.record()
         settings = {**model_record(model), **record, "tiles": stats["tiles"]}
         results.append(RunResult(images or generated, opacities, generated, settings, dict(stats)))
-    seconds = time.perf_counter() - started
-    for item in results:
-        item.stats["seconds"] = seconds
     return results
 
 

@@ -12,6 +12,7 @@ import diffdiff
 
 from ..errors import DiffdiffError
 from ..models.conditioning import Conditioning, stack_conditionings
+from ..phases import phase
 from ..request import Gate, Prompting, Sampling, Tiling
 from ..sampling import sample
 from .inpainting import InpaintInputs
@@ -38,6 +39,9 @@ def model_record(model) -> dict:
     """The model's entries in the settings record."""
     record = {"model": getattr(model, "name", None), "model_hash": getattr(model, "short_hash", None),
               "family": model.family, "version": diffdiff.__version__}
+    precision = getattr(model, "precision", None)
+    if precision is not None:
+        record.update(precision.record())
     if getattr(model, "inpainting", False):
         record["inpainting_model"] = True
     return record
@@ -81,7 +85,8 @@ def sample_latents(model, latent: torch.Tensor, *, prompts: list[tuple[str, str]
 
 def _sample(model, latent, prompts, size, sampling, tiling, plan, strength, gate, seeds, prompting, inpaint,
             callback):
-    conditioning = encode_prompts(model, prompts, size, prompting.reading())
+    with phase("text_encode"):  # the text encoders' first load included
+        conditioning = encode_prompts(model, prompts, size, prompting.reading())
     network = NetworkCalls(FiniteGuard(model.denoiser(conditioning, sampling.cfg)))
     denoiser, tile_count = wrap_denoiser(network, plan, tuple(latent.shape[-2:]), blend=tiling.blend,
                                          tile_batch=tiling.tile_batch, seed=sampling.seed)
@@ -98,7 +103,7 @@ def _sample(model, latent, prompts, size, sampling, tiling, plan, strength, gate
         arguments["seed"] = list(seeds)
     counts: dict = {}
     outer = InpaintInputs(denoiser, **inpaint) if inpaint is not None else denoiser
-    with torch.no_grad():
+    with torch.no_grad(), phase("sampling"):
         result = sample(outer, latent, model_sampling=model.model_sampling, **arguments,
                         **gate_arguments, callback=callback, skip=True, stats=counts)
     sampler_calls = int(counts["network_calls_without_skip"])
