@@ -6,6 +6,10 @@ conversion of uint8 pixels to [-1, 1] floats and the one quantiser back to uint8
 `diffdiff.tiles.vae` with those two conversions, so a tiled image is converted a tile at a time and never
 held as a full-size float copy. Non-finite values (NaN/inf, the classic half-precision overflow) are refused
 where they appear, with one line that names the stage.
+
+On a CPU the VAE's weights are kept channels-last, which oneDNN's convolutions run faster: measured with
+`bench/vae_speed.py` on a 2-core AVX2 CPU (fp32, SD's VAE), encode and decode took 0.93× and 0.92× of the
+contiguous layout's time at 512², 0.80× and 0.85× at 1024².
 """
 
 from __future__ import annotations
@@ -35,11 +39,14 @@ def tensor_to_pixels(images: torch.Tensor) -> np.ndarray:
 
 
 class VaeCodec:
-    """Pixels ↔ model-space latents for `vae` (a diffusers AutoencoderKL) on `device`."""
+    """Pixels ↔ model-space latents for `vae` (a diffusers AutoencoderKL) on `device`; `channels_last`
+    (default: on a CPU) converts the VAE's weights to that memory layout, in place."""
 
-    def __init__(self, vae, device):
+    def __init__(self, vae, device, channels_last: bool | None = None):
         self.vae = vae
-        self.device = device
+        self.device = torch.device(device)
+        if channels_last if channels_last is not None else self.device.type == "cpu":
+            vae.to(memory_format=torch.channels_last)
         self.factor = 2 ** (len(vae.config.block_out_channels) - 1)
         self.scaling_factor = float(vae.config.scaling_factor)
         self.shift_factor = float(getattr(vae.config, "shift_factor", None) or 0.0)
@@ -63,7 +70,7 @@ class VaeCodec:
 
             raw = tiled_vae_encode(self.vae, pixels, tile=tile, overlap=overlap, factor=self.factor,
                                    to_tensor=pixels_to_tensor)
-        latents = ((raw.float() - self.shift_factor) * self.scaling_factor).float()
+        latents = ((raw.float() - self.shift_factor) * self.scaling_factor).contiguous()
         if not bool(torch.isfinite(latents).all()):
             raise DiffdiffError("the VAE encode produced NaN/inf latents; run the VAE in fp32 (--dtype fp32)")
         return latents
