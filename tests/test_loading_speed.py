@@ -91,3 +91,21 @@ def test_a_compiled_unet_gives_the_eager_result(tiny_files):
     assert counters["stats"]["unique_graphs"] > 0  # the run went through the compiled UNet
     assert np.array_equal(np.asarray(first.images[0]), np.asarray(second.images[0]))
     assert not np.array_equal(np.asarray(second.images[0])[:, 32:], np.asarray(image)[:, 32:])
+
+
+def test_a_missing_text_encoder_weight_is_refused_at_load_not_at_the_first_prompt(tiny_files, tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from diffdiff.errors import DiffdiffError
+
+    state = load_file(str(tiny_files["fp32"]))
+    with safe_open(str(tiny_files["fp32"]), "pt") as handle:
+        metadata = handle.metadata()
+    dropped = next(key for key in state
+                   if key.startswith("cond_stage_model.") and key.endswith("mlp.fc1.weight"))
+    del state[dropped]
+    broken = write_checkpoint(tmp_path / "no-fc1.safetensors", state, metadata)
+    with pytest.raises(DiffdiffError, match=r"text_encoder.*mlp\.fc1\.weight") as error:
+        load_model(broken, device="cpu")
+    assert "\n" not in str(error.value)

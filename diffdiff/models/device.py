@@ -7,6 +7,8 @@ import torch
 from ..errors import DiffdiffError
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
 def _mps_available() -> bool:
     backend = getattr(torch.backends, "mps", None)
     return bool(backend is not None and backend.is_available())

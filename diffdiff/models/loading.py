@@ -25,6 +25,7 @@ from .single_file import (
     build_text_encoder,
     build_unet,
     build_vae,
+    check_text_encoder,
     configs_from_metadata,
     normalise_keys,
     read_checkpoint,
@@ -101,6 +102,8 @@ def _load_file(path, family, prediction, vae, device, precision: Precision, allo
     with ConfigFolder(metadata, family) as configs:
         unet = build_unet(state_dict, configs, precision.network)
         encoder_configs = [text_encoder_config(configs, component) for component in components]
+        for config, component in zip(encoder_configs, components):  # built on first use, checked now
+            check_text_encoder(state_dict, config, family, component)
         vae_model = _load_vae(vae, configs, allow_pickle, precision.vae) if vae else None
         if vae_model is None:
             vae_model = build_vae(state_dict, configs, precision.vae)

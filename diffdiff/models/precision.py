@@ -1,8 +1,8 @@
 """The precision policy: the dtypes of the networks and the VAE, chosen from what the device runs natively.
 
 `device_capabilities(device)` reads what the hardware does fast (bf16, fp16); `choose_precision(capabilities,
-asked)` turns that into a `Precision` (network dtype, VAE dtype, the reason). The rule (docs/design.md,
-"Precision") was decided by measuring each precision's output against fp32 on the demo model:
+asked)` turns that into a `Precision` (network dtype, VAE dtype, the reason). The rule (docs/design.md §16)
+was decided by measuring each precision's output against fp32 on the demo model (bench/precision_quality.py):
 
 - a CUDA GPU: fp16 networks (tensor cores from compute capability 7.0); the VAE in bf16 where the GPU
   runs bf16 (compute capability 8.0 on), else in fp32, since SD's VAE overflows in fp16; older GPUs: fp32;

@@ -173,10 +173,7 @@ def _build_strict(factory, convert, component: str, dtype: torch.dtype):
     CLIP's position ids, which the constructor computes) the network is constructed with its weight
     initialisation switched off and then takes them.
     """
-    with torch.device("meta"):
-        skeleton = factory()
-    weights = convert(skeleton)
-    _check_weights(skeleton, weights, component)
+    skeleton, weights = _checked(factory, convert, component)
     expected = skeleton.state_dict()
     selected = {k: v.to(dtype) if v.is_floating_point() else v for k, v in weights.items() if k in expected}
     tensors = [name for name, _ in skeleton.named_parameters()]
@@ -187,6 +184,16 @@ def _build_strict(factory, convert, component: str, dtype: torch.dtype):
             model = factory()
     model.load_state_dict(selected, strict=True, assign=True)
     return model.eval()
+
+
+def _checked(factory, convert, component: str):
+    """(meta-device skeleton of `factory()`, the weights `convert(skeleton)` gives), checked by
+    `_check_weights`; nothing is allocated."""
+    with torch.device("meta"):
+        skeleton = factory()
+    weights = convert(skeleton)
+    _check_weights(skeleton, weights, component)
+    return skeleton, weights
 
 
 def _initialisation_off():
@@ -250,9 +257,9 @@ def text_encoder_config(config_folder: Path, component: str):
     return CLIPTextConfig.from_pretrained(str(config_folder), subfolder=component, local_files_only=True)
 
 
-def build_text_encoder(state_dict: dict, config, family: str, component: str, dtype):
-    """CLIP-L (SD1, SDXL encoder 1), OpenCLIP-H (SD2) or OpenCLIP-bigG with projection (SDXL encoder 2),
-    from its `text_encoder_config`."""
+def _text_encoder_parts(state_dict: dict, config, family: str, component: str):
+    """(factory, convert) of CLIP-L (SD1, SDXL encoder 1), OpenCLIP-H (SD2) or OpenCLIP-bigG with projection
+    (SDXL encoder 2), from its `text_encoder_config`, for `_build_strict` / `_checked`."""
     from diffusers.loaders.single_file_utils import convert_ldm_clip_checkpoint, convert_open_clip_checkpoint
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
@@ -270,4 +277,14 @@ def build_text_encoder(state_dict: dict, config, family: str, component: str, dt
             weights = _convert(convert_ldm_clip_checkpoint, component, state_dict)
         return _strip_wrapper(model, weights)
 
-    return _build_strict(lambda: model_class(config), convert, component, dtype)
+    return (lambda: model_class(config)), convert
+
+
+def check_text_encoder(state_dict: dict, config, family: str, component: str) -> None:
+    """Refuse a checkpoint whose text encoder `component` lacks weights, without building it."""
+    _checked(*_text_encoder_parts(state_dict, config, family, component), component)
+
+
+def build_text_encoder(state_dict: dict, config, family: str, component: str, dtype):
+    """The text encoder `component` of the checkpoint, in `dtype`."""
+    return _build_strict(*_text_encoder_parts(state_dict, config, family, component), component, dtype)
