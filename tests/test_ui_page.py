@@ -39,6 +39,8 @@ def served(tmp_path_factory):
                     preview_every=1)
     scene = render(random_attributes(np.random.default_rng(3)), (HEIGHT, WIDTH), seed=3).pixels
     Image.fromarray(scene).save(folder / "scene.png")
+    # the job that gets cancelled: big enough that it is still running whatever the machine's speed
+    Image.fromarray(scene).resize((4 * WIDTH, 4 * HEIGHT)).save(folder / "big-scene.png")
     running = launch(studio, "127.0.0.1", _free_port(), block=False, quiet=True)
     yield running.local_url, studio, folder
     running.close()
@@ -191,9 +193,9 @@ def test_results_keep_download_use_as_input_history_and_map_tools(served, page):
     page.wait_for_function("Math.max(...window.ddCanvas.mapBytes()) === 0", timeout=15_000)
 
 
-def _long_job(page, url, folder, prompt="fog", steps=150):
+def _long_job(page, url, folder, prompt="fog", steps=150, picture="big-scene.png"):
     _open(page, url)
-    _upload(page, folder / "scene.png")
+    _upload(page, folder / picture, width=Image.open(folder / picture).width)
     _set_range(page, "#dd-value", 100)
     page.click("#dd-fill-all")
     page.fill("#dd-prompt textarea", prompt)
@@ -211,7 +213,7 @@ def test_jobs_queue_show_live_previews_and_cancel_stops_a_long_one(served, brows
 
     other_context = browser.new_context(viewport={"width": 1280, "height": 900})
     other = other_context.new_page()
-    _long_job(other, url, folder, prompt="rain", steps=3)
+    _long_job(other, url, folder, prompt="rain", steps=3, picture="scene.png")
     other.click("#dd-run")
     other.locator("#dd-status-line", has_text="queue").wait_for(timeout=30_000)  # waits its turn
     screenshot("running")

@@ -148,7 +148,23 @@ def test_cancelling_a_studio_run_writes_nothing(studio, tmp_path, landscape):
             if update.step == 2:
                 threading.Thread(target=studio.cancel, args=("session",)).start()
     assert set(studio.output.glob("*.png")) == written
-    assert studio.cancel("session") is False  # nothing runs any more
+    assert studio.cancel("session") is None  # nothing runs any more
+
+
+def test_a_run_cancelled_while_it_waits_never_starts_and_the_next_one_runs(studio, tmp_path, landscape):
+    stored = _upload(studio, tmp_path, landscape)
+    strength = map_to_data_url(np.ones((64, 96), np.float32))
+    written = set(studio.output.glob("*.png"))
+    assert studio.cancel("s") is None  # nothing runs or waits
+    studio.submitted("s")  # the page queued a run behind another session's
+    assert studio.cancel("s") == "waiting"
+    with pytest.raises(JobCancelled):
+        next(studio.run("s", stored, strength, "x", "", None, _settings(steps=2)))
+    assert set(studio.output.glob("*.png")) == written
+    studio.submitted("s")
+    updates = list(studio.run("s", stored, strength, "x", "", None, _settings(steps=2)))
+    assert set(studio.output.glob("*.png")) > written and updates
+    assert studio.cancel("s") is None
 
 
 def test_the_studio_takes_only_images_it_stored(studio, tmp_path, landscape):

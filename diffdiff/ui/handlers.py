@@ -19,7 +19,7 @@ from ..maps import load_map, save_map
 from ..maps.preview import fit_map_to_image
 from ..pipeline.result import RunResult
 from .canvas import map_from_data_url, map_to_data_url
-from .jobs import PREVIEW_EVERY, EditJob
+from .jobs import PREVIEW_EVERY, EditJob, JobCancelled
 from .map_tools import apply_map_tool
 from .settings import request_keywords
 from .uploads import PAGE_MAX_PIXELS, read_upload
@@ -55,6 +55,9 @@ class Studio:
         self._depth_source = depth_model
         self._estimator = None
         self._jobs: dict[str, EditJob] = {}
+        self._waiting: dict[str, int] = {}  # per session: runs the page asked for that have not started
+        self._dropped: dict[str, int] = {}  # of those, how many were cancelled while they waited
+        self._starting: dict[str, threading.Event] = {}  # a started run's cancel, before its job exists
         self._names = itertools.count(1)
         self._lock = threading.Lock()
 
@@ -112,11 +115,16 @@ class Studio:
             settings):
         """Edit the stored image with the canvas's map: yields Progress objects, then the Outcome.
         `settings`: the controls' values (see `settings.request_keywords`). Raises DiffdiffError on bad
-        input and JobCancelled when `cancel(session)` stopped it."""
-        input_path = self._stored(image_path)
-        strength_map = map_from_data_url(map_data, header_size(input_path))
-        yield from self._edit(session, input_path, strength_map, prompt, negative, model_name,
-                              request_keywords(settings))
+        input and JobCancelled when `cancel(session)` stopped it (or dropped it while it waited)."""
+        self._begin(session)
+        try:
+            input_path = self._stored(image_path)
+            strength_map = map_from_data_url(map_data, header_size(input_path))
+            yield from self._edit(session, input_path, strength_map, prompt, negative, model_name,
+                                  request_keywords(settings))
+        finally:
+            with self._lock:
+                self._starting.pop(session, None)
 
     def _edit(self, session, input_path, strength_map, prompt, negative, model_name, keywords):
         from ..pipeline.editing import run_edit
@@ -128,14 +136,18 @@ class Studio:
         model = self.shelf.get(model_name)
         job = EditJob(lambda callback: run_edit(request, model, callback=callback), model,
                       preview_image=image, preview_every=self.preview_every, lock=self.shelf.lock)
-        self._jobs[session] = job
+        with self._lock:
+            self._jobs[session] = job
+            if self._starting.pop(session, threading.Event()).is_set():
+                job.cancel()
         try:
             for update in job.updates():
                 if isinstance(update, RunResult):
                     update = self._keep(update, strength_map, input_path, model_name)
                 yield update
         finally:
-            self._jobs.pop(session, None)
+            with self._lock:
+                self._jobs.pop(session, None)
 
     def _keep(self, result, strength_map: np.ndarray, input_path: Path, model_name: str) -> Outcome:
         stem = self._stem("edit")
@@ -144,13 +156,36 @@ class Studio:
         return Outcome(paths, str(map_path), str(input_path), dict(result.settings),
                        float(result.stats.get("seconds", 0.0)), model_name)
 
-    def cancel(self, session: str) -> bool:
-        """Stop the session's running job at its next step; False when it runs none."""
-        job = self._jobs.get(session)
-        if job is None:
-            return False
-        job.cancel()
-        return True
+    def submitted(self, session: str) -> None:
+        """The page asked for a run that waits in the queue until the one before it ends."""
+        with self._lock:
+            self._waiting[session] = self._waiting.get(session, 0) + 1
+
+    def _begin(self, session: str) -> None:
+        """A run starts: it leaves the waiting count; JobCancelled when it was cancelled while it waited."""
+        with self._lock:
+            if self._waiting.get(session, 0):
+                self._waiting[session] -= 1
+            if self._dropped.get(session, 0):
+                self._dropped[session] -= 1
+                raise JobCancelled("cancelled")
+            self._starting[session] = threading.Event()
+
+    def cancel(self, session: str) -> str | None:
+        """Stop the session's running job at its next step ("running"), or else drop its next waiting run
+        ("waiting"); None when it has neither."""
+        with self._lock:
+            job = self._jobs.get(session)
+            if job is not None:
+                job.cancel()
+                return "running"
+            if session in self._starting:
+                self._starting[session].set()
+                return "running"
+            if self._waiting.get(session, 0) > self._dropped.get(session, 0):
+                self._dropped[session] = self._dropped.get(session, 0) + 1
+                return "waiting"
+        return None
 
     def edit_files(self, image_file, map_file, prompt: str, negative: str = "", model_name: str = "",
                    settings: dict | None = None) -> Outcome:

@@ -135,9 +135,11 @@ def build_page(studio) -> gr.Blocks:
         _wire_tools(studio, tool_inputs, image_path, map_data, map_out)
         run_inputs = [image_path, map_data, prompt, negative, model, *controls, state]
         run_outputs = [status, preview, grid, state, history, slider, download]
-        running = run.click(_runner(studio), run_inputs, run_outputs, js=with_map(1),
-                            concurrency_limit=1, concurrency_id="edit", api_visibility="private")
-        cancel.click(_canceller(studio), None, status, queue=False, cancels=[running])
+        # the run's own stream ends with its last word ("cancelled" too), so nothing overwrites it later
+        run.click(_submitter(studio), None, None, queue=False, api_visibility="private").then(
+            _runner(studio), run_inputs, run_outputs, js=with_map(1), concurrency_limit=1,
+            concurrency_id="edit", api_visibility="private")
+        cancel.click(_canceller(studio), None, status, queue=False, api_visibility="private")
         seed = controls[SETTING_KEYWORDS.index("seed")]
         random_seed.click(lambda: random.randint(0, MAX_SEED), None, seed, queue=False)
         _wire_results(studio, state, grid, keep, discard, use_as_input, download, kept, slider, image_path,
@@ -199,9 +201,19 @@ def _runner(studio):
     return run
 
 
+def _submitter(studio):
+    def submitted(request: gr.Request):
+        studio.submitted(request.session_hash)
+
+    return submitted
+
+
 def _canceller(studio):
     def cancel(request: gr.Request):
-        return "cancelled" if studio.cancel(request.session_hash) else "nothing is running"
+        stopped = studio.cancel(request.session_hash)
+        if stopped == "running":
+            return gr.skip()  # the run stops at its next step and says "cancelled" itself
+        return "cancelled" if stopped == "waiting" else "nothing is running"
 
     return cancel
 
