@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,19 +23,15 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench.inputs import full_size_checkpoint, gradient_map, synthetic_picture  # noqa: E402
+from bench.inputs import full_size_checkpoint, gradient_map, synthetic_picture, timed_cli_job  # noqa: E402
 
 SAMPLING = ["--sampler", "euler", "--scheduler", "karras", "--cfg", "7", "--seed", "1", "--device", "cuda"]
 
 
 def run(verb: str, arguments: list[str], folder: Path, name: str) -> dict:
-    stats = folder / f"{name}.json"
-    command = [sys.executable, "-m", "diffdiff", verb, *arguments, *SAMPLING,
-               "-o", str(folder / f"{name}.png"), "--stats", str(stats), "--overwrite", "--quiet"]
-    started = time.perf_counter()
-    subprocess.run(command, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    record = json.loads(stats.read_text())
-    return {"wall_s": round(time.perf_counter() - started, 2), "phases_s": record.get("phases"),
+    arguments = [verb, *arguments, *SAMPLING, "-o", str(folder / f"{name}.png"), "--overwrite", "--quiet"]
+    wall, record = timed_cli_job(arguments, folder / f"{name}.json", ROOT)
+    return {"wall_s": round(wall, 2), "phases_s": record.get("phases"),
             "network_calls": record.get("network_calls"), "tiles": record.get("tiles")}
 
 

@@ -1,4 +1,5 @@
-"""Benchmark inputs: a full-size SD1.5-shaped checkpoint with random weights, a synthetic picture, a map.
+"""Benchmark inputs: a full-size SD1.5-shaped checkpoint with random weights, a synthetic picture, a map;
+and `timed_cli_job`, one `python -m diffdiff` process timed with its --stats.
 
 `full_size_checkpoint(path)` writes (once; an existing file is reused) an A1111-layout `.safetensors` whose
 UNet, CLIP-L text encoder and VAE have the real SD1.5 shapes from the configs shipped in
@@ -8,7 +9,12 @@ carries no configs, so the loader takes the shipped ones, as for a downloaded ch
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +63,16 @@ def gradient_map(path: Path, size: int, keep_left_half: bool = False) -> Path:
         x[:, : size // 2] = 0
     Image.fromarray(np.round(x * 255).astype(np.uint8)).save(path)
     return path
+
+
+def timed_cli_job(arguments: list[str], stats: Path, source: Path,
+                  cwd: Path | None = None) -> tuple[float, dict]:
+    """Run `python -m diffdiff ARGUMENTS --stats STATS` with the diffdiff source tree `source` first on the
+    path; (the process's wall seconds, the stats it wrote)."""
+    command = [sys.executable, "-m", "diffdiff", *arguments, "--stats", str(stats)]
+    started = time.perf_counter()
+    subprocess.run(command, check=True, cwd=cwd, env={**os.environ, "PYTHONPATH": str(source)})
+    return time.perf_counter() - started, json.loads(Path(stats).read_text())
 
 
 if __name__ == "__main__":

@@ -20,15 +20,13 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench.inputs import full_size_checkpoint, gradient_map, synthetic_picture  # noqa: E402
+from bench.inputs import full_size_checkpoint, gradient_map, synthetic_picture, timed_cli_job  # noqa: E402
 from diffdiff.phases import PHASES  # noqa: E402
 
 RELEVANT_FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16",
@@ -52,18 +50,13 @@ def write_inputs(folder: Path, size: int) -> tuple[Path, Path]:
 
 def run_job(source: Path, model: Path, image: Path, strength: Path, precision: str, steps: int,
             folder: Path) -> dict:
-    stats, output = folder / "stats.json", folder / "out.png"
-    command = [sys.executable, "-m", "diffdiff", "edit", str(image), "--map", str(strength), "--prompt",
-               "a mountain lake at dawn", "--model", str(model), "--steps", str(steps), "--sampler", "euler",
-               "--scheduler", "karras", "--cfg", "7", "--seed", "1", "--device", "cpu", "-o", str(output),
-               "--stats", str(stats), "--overwrite", "--quiet"]
+    arguments = ["edit", str(image), "--map", str(strength), "--prompt", "a mountain lake at dawn",
+                 "--model", str(model), "--steps", str(steps), "--sampler", "euler", "--scheduler", "karras",
+                 "--cfg", "7", "--seed", "1", "--device", "cpu", "-o", str(folder / "out.png"), "--overwrite",
+                 "--quiet"]
     if precision != "auto":
-        command += ["--dtype", precision]
-    environment = {**os.environ, "PYTHONPATH": str(source)}
-    started = time.perf_counter()
-    subprocess.run(command, check=True, cwd=folder, env=environment)
-    wall = time.perf_counter() - started
-    record = json.loads(stats.read_text())
+        arguments += ["--dtype", precision]
+    wall, record = timed_cli_job(arguments, folder / "stats.json", source, cwd=folder)
     phases = record.get("phases", {})
     return {"wall": wall, "phases": phases, "other": wall - sum(phases.values()) if phases else None}
 
