@@ -117,9 +117,11 @@ def add_prompt_options(parser: argparse.ArgumentParser) -> None:
                             "a1111 also the bare file name)")
 
 
-def add_dtype_option(group) -> None:
+def add_device_options(group) -> None:
+    """--device and --dtype (the edit verbs and the page share them)."""
     from diffdiff.models.precision import SHORT_NAMES
 
+    group.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     group.add_argument("--dtype", choices=tuple(SHORT_NAMES.values()),
                        help="network precision (default: what the device runs natively; the README's "
                             "precision table)")
@@ -137,8 +139,7 @@ def add_model_options(parser: argparse.ArgumentParser, *, model_help: str | None
                             "mainly to choose sd2 vs sd2-v)")
     group.add_argument("--prediction", choices=PREDICTIONS,
                        help="override the prediction type of an SD2 checkpoint")
-    group.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
-    add_dtype_option(group)
+    add_device_options(group)
     group.add_argument("--compile", action="store_true",
                        help="run the UNet through torch.compile (pays off over many images of one size)")
     group.add_argument("--allow-pickle", action="store_true",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from diffdiff.cli.options import HelpFormatter, add_dtype_option
+from diffdiff.cli.options import HelpFormatter, add_device_options
 
 
 def register(subparsers) -> None:
@@ -24,8 +24,7 @@ def register(subparsers) -> None:
                         help="where results are written; the only folder the page serves files from")
     parser.add_argument("--depth-model", metavar="DIR", help="a Depth Anything folder for the Depth map tool")
     parser.add_argument("--max-pixels", type=int, help="largest image the page accepts, in pixels")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
-    add_dtype_option(parser)
+    add_device_options(parser)
     parser.set_defaults(func=run_ui)
 
 
