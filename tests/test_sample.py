@@ -70,6 +70,13 @@ def test_the_gate_alone_keeps_strength_zero_latents(sampler, denoise, monkeypatc
         sigma_end = torch.exp(-half_log_snr(torch.tensor(FINAL_SIGMA)))
         residual = (start - z)[..., 0] * (sigma_end / sigmas[0])
         torch.testing.assert_close(held - kept, residual, rtol=5e-3, atol=1e-6)
+    elif sampler in ("dpm_fast", "dpm_adaptive"):
+        # ComfyUI runs DPM-Solver from σ_0 down to the last positive σ, not to 0: held pixels keep the exact
+        # solution's residual (x_0 − z)·σ_{N−1}/σ_0.
+        sigmas = run_sigmas(MS, "normal", 6, denoise, sampler)
+        start = MS.noise_scaling(sigmas[0], prepare_noise(z, 1), z, sample_module.is_max_denoise(MS, sigmas))
+        residual = (start - z)[..., 0] * (sigmas[-2] / sigmas[0])
+        torch.testing.assert_close(held - kept, residual, rtol=1e-3, atol=1e-5)
     else:  # the last step reaches z through x and x − z (e.g. x + (0 − σ)·(x − z)/σ): up to float32 rounding
         torch.testing.assert_close(held, kept, rtol=0, atol=1e-5)
 

@@ -21,6 +21,12 @@ active as before, and A never decreases as S grows.
 A call with no active pixel skips the network (``skip=True``) and returns the held values, bit-identical
 to what the blend would give.
 
+Keyword arguments other than ``seed`` go to the inner denoiser unchanged. When it answers with a multiple
+of the latent's channels (the CFG++ samplers' ``with_uncond=True`` gets guided and unconditional x0 stacked,
+(B, 2C, h, w)), every C-channel block is blended with the same A and held at the clean latent, so held
+pixels see uncond x0 = z too. A skipped call returns z alone (C channels), which those samplers read as
+uncond = x0 = z: the same values.
+
 The gate trusts its arguments: the strength map comes already on the latent grid with values in [0, 1]
 (``as_gate_map`` only reshapes it), and the mode and ``gate_strength`` are valid; the caller checks them.
 """
@@ -56,6 +62,12 @@ def blend(weight: torch.Tensor, active: torch.Tensor, held: torch.Tensor, exact:
     if not exact:
         return mixed
     return torch.where(weight == 1, active, torch.where(weight == 0, held, mixed))
+
+
+def held_like(latent: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """`latent` repeated on the channel axis to `out`'s channel count (a multiple of the latent's)."""
+    blocks = out.shape[1] // latent.shape[1]
+    return latent if blocks == 1 else latent.repeat(1, blocks, 1, 1)
 
 
 class DifferentialGate:
@@ -148,4 +160,4 @@ class DifferentialGate:
             kwargs["active_mask"] = weight.expand(x.shape[0], 1, *weight.shape[-2:])
         self.network_calls += 1
         out = self.inner(x_in, sigma, **kwargs)
-        return blend(weight, out, self.latent, exact)
+        return blend(weight, out, held_like(self.latent, out), exact)

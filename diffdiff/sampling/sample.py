@@ -25,7 +25,11 @@ from .schedules import run_sigmas
 
 
 class CountingDenoiser:
-    """Pass-through wrapper for runs without a map: drops ``seed``, counts calls, exposes model_sampling."""
+    """Pass-through wrapper for runs without a map: drops ``seed``, counts calls, exposes model_sampling.
+
+    Other keywords reach the inner denoiser unchanged, ``with_uncond`` of the CFG++ samplers included: a
+    CFG denoiser answers it with guided and unconditional x0 stacked on the channel axis; one without CFG
+    returns x0 alone, which those samplers read as uncond = x0."""
 
     def __init__(self, inner, model_sampling):
         self.inner = inner

@@ -10,6 +10,11 @@ Skipping is exact: an (image, tile) item whose active-mask slice is all zero is 
 holds only inactive pixels, which the differential gate replaces, and every active pixel is covered only
 by evaluated tiles, whose contributions are summed in the same (tile) order as without skipping, so active
 pixels come out bit-identical. Pixels that no evaluated tile covers return x unchanged.
+
+The blend is channel-wise and takes the inner denoiser's channel count: an inner that returns more channels
+than x (a multiple: CFG's guided and unconditional x0 stacked, asked for by the CFG++ samplers with
+``with_uncond=True``, which reaches the inner like any keyword) gets every block blended with the same
+weights; uncovered pixels then return x in each block.
 """
 
 from __future__ import annotations
@@ -74,7 +79,8 @@ class TiledDenoiser:
         items = self._items(tiles, batch, active_mask)
         outputs = self._evaluate(x, sigma, active_mask, kw, tiles, items)
         acc_dtype = torch.promote_types(x.dtype, torch.float32)
-        total = torch.zeros(x.shape, dtype=acc_dtype, device=x.device)
+        channels = next(iter(outputs.values())).shape[0] if outputs else x.shape[1]
+        total = torch.zeros((batch, channels, height, width), dtype=acc_dtype, device=x.device)
         weight_sum = torch.zeros((batch, 1, height, width), dtype=acc_dtype, device=x.device)
         for item in items:  # tile order, identical with and without skipping
             tile_index, image = item
@@ -84,7 +90,8 @@ class TiledDenoiser:
             weight_sum[image, :, tile.rows, tile.cols] += weight
         covered = weight_sum > 0
         blended = total / torch.where(covered, weight_sum, torch.ones_like(weight_sum))
-        return torch.where(covered, blended, x.to(acc_dtype)).to(x.dtype)
+        uncovered = x if channels == x.shape[1] else x.repeat(1, channels // x.shape[1], 1, 1)
+        return torch.where(covered, blended, uncovered.to(acc_dtype)).to(x.dtype)
 
     def _items(self, tiles: list[Tile], batch: int, active_mask: torch.Tensor | None):
         items = []

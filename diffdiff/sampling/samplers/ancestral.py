@@ -11,7 +11,15 @@ from __future__ import annotations
 
 import torch
 
-from .common import get_ancestral_step, is_flow, model_sampling_of, report, rf_ancestral_step, to_d
+from .common import (
+    get_ancestral_step,
+    is_flow,
+    model_sampling_of,
+    report,
+    rf_ancestral_step,
+    rf_midpoint_sigma,
+    to_d,
+)
 from .noise import independent_noise_source
 from .ode import dpm_2_step
 
@@ -128,12 +136,7 @@ def sample_dpmpp_2s_ancestral_rf(model, x, sigmas, extra_args=None, callback=Non
         if sigmas[i + 1] == 0:
             x = x + to_d(x, sigmas[i], denoised) * (sigma_down - sigmas[i])
         else:
-            if sigmas[i] == 1.0:
-                sigma_s = 0.9999
-            else:
-                lam_i = ((1 - sigmas[i]) / sigmas[i]).log()
-                lam_down = ((1 - sigma_down) / sigma_down).log()
-                sigma_s = 1 / ((lam_i + (lam_down - lam_i) / 2).exp() + 1)
+            sigma_s = rf_midpoint_sigma(sigmas[i], sigma_down)
             ratio_s = sigma_s / sigmas[i]
             u = ratio_s * x + (1 - ratio_s) * denoised
             denoised_2 = model(u, sigma_s * s_in, **extra_args)

@@ -57,6 +57,16 @@ def rf_ancestral_step(sigma_from, sigma_to, eta: float = 1.0):
     return sigma_down, alpha_to / alpha_down, renoise
 
 
+def rf_midpoint_sigma(sigma, sigma_down):
+    """The rectified-flow σ halfway from `sigma` to `sigma_down` in λ = log((1 − σ) / σ); 0.9999 from σ = 1,
+    where λ is infinite (ComfyUI's DPM-Solver++(2S) RF midpoint)."""
+    if sigma == 1.0:
+        return 0.9999
+    lam = ((1 - sigma) / sigma).log()
+    lam_down = ((1 - sigma_down) / sigma_down).log()
+    return 1 / ((lam + (lam_down - lam) / 2).exp() + 1)
+
+
 def model_sampling_of(model):
     """The `ModelSampling` a denoiser exposes, or None (then samplers behave as for EPS/VE)."""
     return getattr(model, "model_sampling", None)
