@@ -239,12 +239,13 @@ def test_incomplete_sdxl_file_is_a_one_line_error(files, tmp_path):
 
 
 def test_single_file_without_header_uses_the_real_configs(files, tmp_path):
-    """Without `diffdiff.configs` the shipped (full-size) configs apply, so tiny weights do not fit."""
+    """Without `diffdiff.configs` the UNet's geometry is read from its tensors, but the text encoder takes
+    the shipped (full-size) config, which the tiny weights do not fit."""
     _, single = files["sd1"]
     bare = tmp_path / "bare.safetensors"
     save_file(load_file(str(single)), str(bare))
     assert json.loads(_metadata(single)["diffdiff.configs"])["unet"]["block_out_channels"] == [32, 64]
-    with pytest.raises(DiffdiffError, match="unet weights"):
+    with pytest.raises(DiffdiffError, match="text_encoder weights"):
         load_model(bare, device="cpu")
 
 

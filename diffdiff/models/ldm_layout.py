@@ -84,42 +84,67 @@ def _unet_resnet(rest: str) -> str:
     return rest
 
 
-def unet_to_ldm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """diffusers UNet2DConditionModel keys -> ldm input_blocks/middle_block/output_blocks keys (no prefix)."""
-    layers = _count(state, r"down_blocks\.0\.resnets\.(\d+)\.")
-    if layers == 0:
+def _levels(keys, part: str) -> list[int]:
+    """Resnets per level of `part` (down_blocks / up_blocks), from the keys."""
+    levels = _count(keys, rf"{part}\.(\d+)\.")
+    return [_count(keys, rf"{part}\.{level}\.resnets\.(\d+)\.") for level in range(levels)]
+
+
+def unet_key_map(keys) -> dict[str, str]:
+    """diffusers UNet2DConditionModel key -> ldm input_blocks/middle_block/output_blocks key (no prefix).
+
+    Any geometry the diffusers class builds: resnets per level may differ (input block numbers then run on
+    per level: 1 + the previous levels' resnets and downsamplers), the mid block may be absent or a lone
+    resnet, each attention keeps its own transformer_blocks.N.
+    """
+    keys = list(keys)
+    down, up = _levels(keys, "down_blocks"), _levels(keys, "up_blocks")
+    if not down or down[0] == 0:
         raise DiffdiffError("UNet state dict has no down_blocks.0.resnets: not a diffusers UNet")
-    per_level = layers + 1
-    out: dict[str, torch.Tensor] = {}
-    for key, tensor in state.items():
+    down_start = [1 + sum(n + 1 for n in down[:level]) for level in range(len(down))]
+    up_start = [sum(up[:level]) for level in range(len(up))]
+    attending = {int(m[1]) for k in keys if (m := re.match(r"up_blocks\.(\d+)\.attentions\.", k))}
+    out: dict[str, str] = {}
+    for key in keys:
         module, param = _split(key)
         if module in UNET_TOP_LEVEL:
-            out[f"{UNET_TOP_LEVEL[module]}.{param}"] = tensor
-            continue
-        if m := re.match(r"down_blocks\.(\d+)\.(resnets|attentions)\.(\d+)\.(.*)", key):
-            level, kind, index, rest = int(m[1]), m[2], int(m[3]), m[4]
-            block = 1 + level * per_level + index
-            new = f"{block}.0.{_unet_resnet(rest)}" if kind == "resnets" else f"{block}.1.{rest}"
-            out[f"input_blocks.{new}"] = tensor
+            out[key] = f"{UNET_TOP_LEVEL[module]}.{param}"
+        elif m := re.match(r"down_blocks\.(\d+)\.(resnets|attentions)\.(\d+)\.(.*)", key):
+            block = down_start[int(m[1])] + int(m[3])
+            rest = f"0.{_unet_resnet(m[4])}" if m[2] == "resnets" else f"1.{m[4]}"
+            out[key] = f"input_blocks.{block}.{rest}"
         elif m := re.match(r"down_blocks\.(\d+)\.downsamplers\.0\.conv\.(.*)", key):
-            out[f"input_blocks.{(int(m[1]) + 1) * per_level}.0.op.{m[2]}"] = tensor
+            level = int(m[1])
+            out[key] = f"input_blocks.{down_start[level] + down[level]}.0.op.{m[2]}"
         elif m := re.match(r"mid_block\.resnets\.(\d+)\.(.*)", key):
-            out[f"middle_block.{2 * int(m[1])}.{_unet_resnet(m[2])}"] = tensor
+            out[key] = f"middle_block.{2 * int(m[1])}.{_unet_resnet(m[2])}"
         elif m := re.match(r"mid_block\.attentions\.0\.(.*)", key):
-            out[f"middle_block.1.{m[1]}"] = tensor
+            out[key] = f"middle_block.1.{m[1]}"
         elif m := re.match(r"up_blocks\.(\d+)\.(resnets|attentions)\.(\d+)\.(.*)", key):
-            level, kind, index, rest = int(m[1]), m[2], int(m[3]), m[4]
-            block = level * per_level + index
-            new = f"{block}.0.{_unet_resnet(rest)}" if kind == "resnets" else f"{block}.1.{rest}"
-            out[f"output_blocks.{new}"] = tensor
+            block = up_start[int(m[1])] + int(m[3])
+            rest = f"0.{_unet_resnet(m[4])}" if m[2] == "resnets" else f"1.{m[4]}"
+            out[key] = f"output_blocks.{block}.{rest}"
         elif m := re.match(r"up_blocks\.(\d+)\.upsamplers\.0\.conv\.(.*)", key):
             level = int(m[1])
-            has_attention = any(k.startswith(f"up_blocks.{level}.attentions.") for k in state)
-            block = level * per_level + layers
-            out[f"output_blocks.{block}.{2 if has_attention else 1}.conv.{m[2]}"] = tensor
+            block = up_start[level] + up[level] - 1
+            out[key] = f"output_blocks.{block}.{2 if level in attending else 1}.conv.{m[2]}"
         else:
             raise DiffdiffError(f"UNet key {key!r} has no place in the ldm layout")
     return out
+
+
+def unet_to_ldm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """diffusers UNet2DConditionModel keys -> ldm input_blocks/middle_block/output_blocks keys (no prefix)."""
+    names = unet_key_map(state)
+    return {names[key]: tensor for key, tensor in state.items()}
+
+
+def unet_from_ldm(checkpoint: dict, keys, prefix: str = UNET_PREFIX) -> dict:
+    """The diffusers UNet weights named `keys` (a model's state-dict keys) taken from an ldm checkpoint
+    (`prefix` + ldm key), by the inverse of `unet_key_map`; keys the file lacks are left out (the loader's
+    strict check names them). Used where diffusers' converter cannot go: resnets per level that differ."""
+    names = unet_key_map(keys)
+    return {key: checkpoint[prefix + ldm] for key, ldm in names.items() if prefix + ldm in checkpoint}
 
 
 def _vae_resnet(name: str) -> str:

@@ -2,7 +2,8 @@
 
 The file is read once (safetensors; pickled formats only on opt-in, through `pickled.read_pickled`).
 Component configs come from the header metadata `diffdiff.configs` (JSON {component: config}) when
-present, else from the family's shipped folder `diffdiff/models/configs/<family>/`. Weights are converted
+present, else from the family's shipped folder `diffdiff/models/configs/<family>/`; the UNet's geometry is
+inferred from its tensors (`unet_geometry`), that config filling in the rest. Weights are converted
 with diffusers' ldm → diffusers converters (`diffusers.loaders.single_file_utils`) and loaded strictly,
 so a checkpoint that lacks weights of a component is reported instead of silently left random.
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 import torch
 
 from ..errors import DiffdiffError
-from .families import UNET_INPUT_KEY, base_family
+from .families import base_family
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".bin", ".pth")
 SHIPPED_CONFIGS = Path(__file__).resolve().parent / "configs"
@@ -127,7 +128,8 @@ def shipped_config_folder(family: str) -> Path:
 
 
 class ConfigFolder:
-    """Context manager: the config folder for a checkpoint (temp folder from metadata, or the shipped one)."""
+    """Context manager: the config folder for a checkpoint (temp folder from metadata, or the shipped one);
+    a header without a `unet` entry gets the family's shipped UNet config (the defaults of `build_unet`)."""
 
     def __init__(self, metadata: dict, family: str):
         self.configs = configs_from_metadata(metadata)
@@ -137,8 +139,13 @@ class ConfigFolder:
     def __enter__(self) -> Path:
         if self.configs is None:
             return shipped_config_folder(self.family)
+        configs = dict(self.configs)
+        shipped_unet = SHIPPED_CONFIGS / self.family / "unet" / "config.json"
+        if "unet" not in configs and shipped_unet.is_file():
+            # the UNet's geometry comes from its tensors; the shipped config only gives the defaults
+            configs["unet"] = json.loads(shipped_unet.read_text())
         self._temp = tempfile.TemporaryDirectory(prefix="diffdiff-configs-")
-        return write_config_folder(self.configs, Path(self._temp.name))
+        return write_config_folder(configs, Path(self._temp.name))
 
     def __exit__(self, *exc):
         if self._temp is not None:
@@ -217,17 +224,32 @@ def _convert(converter, component: str, *args):
 
 
 def build_unet(state_dict: dict, config_folder: Path, dtype: torch.dtype):
+    """The UNet of an ldm-layout checkpoint, its geometry inferred from the tensors (`unet_geometry`) with
+    the folder's UNet config (header or shipped) as the defaults for what tensors cannot tell; loaded
+    strictly, so a tensor missing from the inferred geometry is reported by name."""
     from diffusers import UNet2DConditionModel
-    from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint
 
-    config = UNet2DConditionModel.load_config(str(config_folder), subfolder="unet", local_files_only=True)
-    if UNET_INPUT_KEY in state_dict:  # inpainting UNets take 9 channels: the latent, a mask, a masked latent
-        config = {**config, "in_channels": int(state_dict[UNET_INPUT_KEY].shape[1])}
+    from .unet_geometry import infer_unet_config
+
+    defaults = UNet2DConditionModel.load_config(str(config_folder), subfolder="unet", local_files_only=True)
+    config = infer_unet_config(state_dict, defaults)
     return _build_strict(
         lambda: UNet2DConditionModel.from_config(config),
-        lambda _: _convert(convert_ldm_unet_checkpoint, "unet", state_dict, config),
+        lambda skeleton: _convert_unet(state_dict, config, skeleton),
         "unet", dtype,
     )
+
+
+def _convert_unet(state_dict: dict, config: dict, skeleton) -> dict:
+    """ldm → diffusers UNet weights: diffusers' converter, which assumes one resnet count for every level;
+    for per-level counts (pruned checkpoints) the inverse of our own diffusers → ldm key map."""
+    from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint
+
+    from .ldm_layout import unet_from_ldm
+
+    if isinstance(config["layers_per_block"], int):
+        return _convert(convert_ldm_unet_checkpoint, "unet", state_dict, config)
+    return unet_from_ldm(state_dict, skeleton.state_dict().keys())
 
 
 def build_vae(state_dict: dict, config_folder: Path, dtype: torch.dtype):
