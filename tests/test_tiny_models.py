@@ -73,7 +73,7 @@ def test_pad_token_variants():
 
 def test_unknown_tokenizer_kind_names_choices():
     with pytest.raises(DiffdiffError, match="clip, clip-pad0"):
-        load_tokenizer("t5")
+        load_tokenizer("t6")
 
 
 # --- shipped real configs ---------------------------------------------------------------------------------
@@ -257,8 +257,10 @@ def test_openclip_packing_order():
 
 
 def test_bad_family_and_component_are_user_errors(tmp_path):
-    with pytest.raises(DiffdiffError, match="sd1, sd2, sd2-v, sdxl"):
-        make_tiny_model(tmp_path / "x", "sd3")
+    with pytest.raises(DiffdiffError, match="sd1, sd2, sd2-v, sdxl, sd3, flux"):
+        make_tiny_model(tmp_path / "x", "sd5")
+    with pytest.raises(DiffdiffError, match="flux-fill"):
+        make_tiny_model(tmp_path / "x", "flux", inpainting=True)
     with pytest.raises(DiffdiffError, match="text_encoder_2"):
         diffusers_to_ldm({"text_encoder_2": {}}, "sd1")
 

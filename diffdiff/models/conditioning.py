@@ -40,7 +40,10 @@ class PromptReading:
 class Conditioning:
     """Encoded positive and negative prompts; all tensors batch `batch` (usually 1, expanded later).
 
-    `pooled` / `negative_pooled` / `time_ids` are None except for SDXL.
+    `pooled` / `negative_pooled` are None for SD1 / SD2; `time_ids` is None except for SDXL. `mask` /
+    `negative_mask` ((B, T) bool, True at the tokens to attend to) are None for the UNet families; the
+    flow-matching encoders (flow_conditioning) set them: False marks zero filler that brings a shorter
+    prompt to the common token length, so it must be masked out of attention.
     """
 
     embeds: torch.Tensor
@@ -48,13 +51,21 @@ class Conditioning:
     pooled: torch.Tensor | None = None
     negative_pooled: torch.Tensor | None = None
     time_ids: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
+    negative_mask: torch.Tensor | None = None
 
     def network_kwargs(self, negative: bool = False) -> dict:
-        """Keyword arguments for `ParametrisedNetwork` (encoder_hidden_states, added_cond_kwargs)."""
+        """Keyword arguments for `ParametrisedNetwork`: `encoder_hidden_states`; SDXL's `added_cond_kwargs`;
+        the flow transformers' `pooled_projections`; `text_mask` when the encoder marks its real tokens."""
         kwargs = {"encoder_hidden_states": self.negative_embeds if negative else self.embeds}
         pooled = self.negative_pooled if negative else self.pooled
-        if pooled is not None:
+        if pooled is not None and self.time_ids is not None:
             kwargs["added_cond_kwargs"] = {"text_embeds": pooled, "time_ids": self.time_ids}
+        elif pooled is not None:
+            kwargs["pooled_projections"] = pooled
+        mask = self.negative_mask if negative else self.mask
+        if mask is not None:
+            kwargs["text_mask"] = mask
         return kwargs
 
 
@@ -66,14 +77,40 @@ def same_token_length(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     return [tensor.repeat(1, length // tensor.shape[1], 1) for tensor in tensors]
 
 
+def pad_token_length(tensors: list[torch.Tensor], masks: list[torch.Tensor | None],
+                     length: int | None = None) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Hidden states (B, T_i, d) zero-padded at the end to `length` (default the longest T_i), with their
+    masks (B, T) extended by False (a missing mask counts as all True). For joint-attention transformers,
+    where repeating a sequence (`same_token_length`) would change the result, the filler is masked out."""
+    length = length or max(tensor.shape[1] for tensor in tensors)
+    padded, padded_masks = [], []
+    for tensor, mask in zip(tensors, masks):
+        batch, tokens = tensor.shape[:2]
+        if mask is None:
+            mask = torch.ones(batch, tokens, dtype=torch.bool, device=tensor.device)
+        padded.append(torch.nn.functional.pad(tensor, (0, 0, 0, length - tokens)))
+        padded_masks.append(torch.nn.functional.pad(mask.bool(), (0, length - tokens), value=False))
+    return padded, padded_masks
+
+
 def stack_conditionings(rows: list[Conditioning]) -> Conditioning:
     """One conditioning whose item k is `rows[k]` (each of batch 1): the rows joined on the batch axis (the
-    hidden states first brought to one token length)."""
+    hidden states first brought to one token length: repeated as ComfyUI does for cross-attention, or, when
+    the rows carry masks, zero-padded with the masks extended by False)."""
+    masked = any(row.mask is not None or row.negative_mask is not None for row in rows)
+    padded = {}
+    if masked:
+        length = max(tensor.shape[1] for row in rows for tensor in (row.embeds, row.negative_embeds))
+        for name, mask_name in (("embeds", "mask"), ("negative_embeds", "negative_mask")):
+            tensors, masks = pad_token_length([getattr(row, name) for row in rows],
+                                              [getattr(row, mask_name) for row in rows], length)
+            padded[name], padded[mask_name] = tensors, masks
+
     def joined(name):
-        tensors = [getattr(row, name) for row in rows]
+        tensors = padded.get(name) or [getattr(row, name) for row in rows]
         if tensors[0] is None:
             return None
-        if name in ("embeds", "negative_embeds"):
+        if name in ("embeds", "negative_embeds") and not masked:
             tensors = same_token_length(tensors)
         return torch.cat(tensors)
 

@@ -1,9 +1,14 @@
-"""The shipped CLIP tokenizer: load it (padding with <|endoftext|> or with "!") or copy it into a folder.
+"""The shipped tokenizers (CLIP, T5 v1.1, Qwen3): load one by kind or copy it into a folder.
 
-One copy of CLIP's BPE vocabulary lives in `diffdiff/models/tokenizers/clip/` (built offline by
-scripts/build_tokenizers.py). Every Stable Diffusion text encoder uses it; they differ only in the padding
-token: SD1.x and SDXL's first encoder pad with <|endoftext|> (id 49407), SD2.x and SDXL's second encoder
-(OpenCLIP) pad with "!" (id 0). `TOKENIZER_KINDS` names the two variants.
+The files live in `diffdiff/models/tokenizers/<name>/`, each with a LICENSE note (built offline by
+scripts/build_tokenizers.py), so nothing is downloaded:
+- "clip" / "clip-pad0": CLIP's BPE vocabulary, which every Stable Diffusion CLIP encoder uses; they differ
+  only in the padding token: SD1.x, SDXL's first encoder, SD3's CLIP-L and Flux's CLIP-L pad with
+  <|endoftext|> (id 49407), SD2.x and the OpenCLIP encoders (SDXL's second, SD3's CLIP-G) pad with "!" (id 0).
+- "t5": the T5 v1.1 SentencePiece tokenizer of T5-XXL (SD3, Flux), a transformers T5TokenizerFast.
+- "qwen3": Qwen3's byte-level BPE tokenizer with its chat template (Z-Image's Qwen3-4B), a
+  Qwen2TokenizerFast.
+`FAMILY_TOKENIZERS` lists the kinds of each family's encoders in diffusers' component order.
 """
 
 from __future__ import annotations
@@ -14,43 +19,65 @@ from pathlib import Path
 
 from ..errors import DiffdiffError
 
-TOKENIZER_FOLDER = Path(__file__).resolve().parent / "tokenizers" / "clip"
+TOKENIZERS = Path(__file__).resolve().parent / "tokenizers"
+TOKENIZER_FOLDER = TOKENIZERS / "clip"
 PAD_TOKENS = {"clip": "<|endoftext|>", "clip-pad0": "!"}
-TOKENIZER_KINDS = tuple(PAD_TOKENS)
+FOLDERS = {"clip": "clip", "clip-pad0": "clip", "t5": "t5", "qwen3": "qwen3"}
+TOKENIZER_KINDS = tuple(FOLDERS)
 
-# Which tokenizer each family's encoders use, in the order of the diffusers components tokenizer, tokenizer_2.
+# Which tokenizer each family's encoders use, in the order of the diffusers components tokenizer,
+# tokenizer_2, tokenizer_3.
 FAMILY_TOKENIZERS = {
     "sd1": ("clip",),
     "sd2": ("clip-pad0",),
     "sd2-v": ("clip-pad0",),
     "sdxl": ("clip", "clip-pad0"),
+    "sd3": ("clip", "clip-pad0", "t5"),
+    "flux": ("clip", "t5"),
+    "flux-schnell": ("clip", "t5"),
+    "flux-fill": ("clip", "t5"),
+    "z-image": ("qwen3",),
 }
 
 
-def _check_kind(kind: str) -> str:
-    if kind not in PAD_TOKENS:
+def _folder(kind: str) -> Path:
+    if kind not in FOLDERS:
         raise DiffdiffError(f"unknown tokenizer kind {kind!r}; choose one of {', '.join(TOKENIZER_KINDS)}")
-    return PAD_TOKENS[kind]
+    return TOKENIZERS / FOLDERS[kind]
 
 
 def load_tokenizer(kind: str = "clip"):
-    """A transformers CLIPTokenizer from the shipped files; `kind` "clip" or "clip-pad0" (pads with "!")."""
+    """A transformers tokenizer from the shipped files: CLIPTokenizer for "clip" / "clip-pad0" (pads with
+    "!"), T5TokenizerFast for "t5", Qwen2TokenizerFast for "qwen3"."""
+    folder = str(_folder(kind))
+    if kind == "t5":
+        from transformers import T5TokenizerFast
+
+        return T5TokenizerFast.from_pretrained(folder, local_files_only=True)
+    if kind == "qwen3":
+        from transformers import Qwen2TokenizerFast
+
+        return Qwen2TokenizerFast.from_pretrained(folder, local_files_only=True)
     from transformers import CLIPTokenizer
 
-    pad_token = _check_kind(kind)
-    return CLIPTokenizer.from_pretrained(str(TOKENIZER_FOLDER), pad_token=pad_token, local_files_only=True)
+    return CLIPTokenizer.from_pretrained(folder, pad_token=PAD_TOKENS[kind], local_files_only=True)
 
 
 def write_tokenizer_files(folder: str | Path, kind: str = "clip") -> Path:
-    """Copy the shipped tokenizer and its licence note into `folder` (diffusers `tokenizer/` layout) with the
-    kind's pad token."""
-    pad_token = _check_kind(kind)
+    """Copy the shipped tokenizer of `kind` and its licence note into `folder` (a diffusers `tokenizer_N/`
+    folder); the CLIP kinds get their pad token written into the settings."""
+    source = _folder(kind)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    if kind not in PAD_TOKENS:
+        for path in sorted(source.iterdir()):
+            if path.is_file():
+                shutil.copyfile(path, folder / path.name)
+        return folder
     for name in ("vocab.json", "merges.txt", "LICENSE"):
-        shutil.copyfile(TOKENIZER_FOLDER / name, folder / name)
+        shutil.copyfile(source / name, folder / name)
     for name in ("tokenizer_config.json", "special_tokens_map.json"):
-        settings = json.loads((TOKENIZER_FOLDER / name).read_text())
-        settings["pad_token"] = pad_token
+        settings = json.loads((source / name).read_text())
+        settings["pad_token"] = PAD_TOKENS[kind]
         (folder / name).write_text(json.dumps(settings, indent=2) + "\n")
     return folder
