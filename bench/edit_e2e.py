@@ -40,7 +40,7 @@ def build_model(full_vae: bool, device: str):
     text_encoder = CLIPTextModel(CLIPTextConfig.from_dict(_read_config("text_encoder"))).eval()
     vae_config = _read_config("vae") if full_vae else tiny_configs("sd1")["vae"]
     vae = AutoencoderKL.from_config(vae_config).eval()
-    return LoadedModel(family="sd1", unet=unet, vae=vae, text_encoders=[text_encoder],
+    return LoadedModel(family="sd1", network=unet, vae=vae, text_encoders=[text_encoder],
                        tokenizers=[load_tokenizer("clip")], device=torch.device(device),
                        precision=choose_precision(Capabilities(torch.device(device).type), "fp32"),
                        name="random-sd15")

@@ -54,6 +54,7 @@ def parameters_text(settings: dict) -> str:
         ("Sampler", SAMPLER_LABELS.get(settings.get("sampler"), settings.get("sampler"))),
         ("Schedule type", SCHEDULER_LABELS.get(settings.get("scheduler"), settings.get("scheduler"))),
         ("CFG scale", settings.get("cfg")),
+        ("Distilled CFG Scale", settings.get("guidance")),  # Forge's name for Flux's embedded guidance
         ("Seed", settings.get("seed")),
         ("Size", f"{settings['width']}x{settings['height']}" if "width" in settings else None),
         ("Model hash", settings.get("model_hash")),

@@ -15,7 +15,7 @@ from diffdiff.errors import DiffdiffError
 from diffdiff.maps import load_depth_estimator
 from diffdiff.models import folder as folder_module
 from diffdiff.models import load_model, single_file
-from diffdiff.models.loading import _load_vae
+from diffdiff.models.loading import load_separate_vae
 
 
 def _deny(monkeypatch, module, path):
@@ -45,7 +45,7 @@ def test_an_unreadable_checkpoint_says_permission_denied_not_missing(weights, mo
     with pytest.raises(DiffdiffError, match=message):
         load_model(weights, device="cpu")
     with pytest.raises(DiffdiffError, match=message):  # --vae FILE goes the same way
-        _load_vae(weights, weights.parent, allow_pickle=False, dtype=torch.float32)
+        load_separate_vae(weights, weights.parent, allow_pickle=False, dtype=torch.float32)
 
 
 def test_an_unreadable_pickle_says_permission_denied(tmp_path, monkeypatch):
@@ -67,7 +67,7 @@ def test_an_unreadable_file_in_a_diffusers_folder_is_named(tmp_path):
             raise PermissionError(13, "Permission denied", str(weights))
 
     with pytest.raises(DiffdiffError, match=rf"^cannot read {weights}: permission denied$"):
-        folder_module._from_pretrained(Denied, tmp_path, "unet", torch.float32, False)
+        folder_module.from_pretrained_component(Denied, tmp_path, "unet", torch.float32, False)
 
 
 def test_a_local_looking_model_path_is_not_looked_up_in_the_hub_cache(tmp_path, monkeypatch):

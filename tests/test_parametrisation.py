@@ -138,4 +138,5 @@ def test_unknown_kind_and_bad_parameters():
         model_sampling("sd4")
     with pytest.raises(ValueError, match="sd3"):
         model_sampling("sd3", mu=2.0)
-    assert set(KINDS) == {"sd1", "sd2", "sd2-v", "sdxl", "sd3", "flux"}
+    assert set(KINDS) == {"sd1", "sd2", "sd2-v", "sdxl", "sd3", "flux", "flux-schnell", "flux-fill",
+                          "z-image"}

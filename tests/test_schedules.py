@@ -17,11 +17,11 @@ def table(ms) -> np.ndarray:
 
 def sigma_of_timestep(ms, t: np.ndarray) -> np.ndarray:
     """σ(t) from the formulas: log-σ interpolation of the table (discrete), shift formulas (flow)."""
-    if ms.prediction == "flow" and len(ms.sigmas) == 1000:  # sd3, timestep = 1000·σ
+    if ms.prediction == "flow" and len(ms.sigmas) == 1000:  # sd3 (timestep = 1000·σ), z-image (σ)
         u = t / 1000
-        return 3 * u / (1 + 2 * u)
-    if ms.prediction == "flow":  # flux, timestep = σ
-        return np.exp(1.15) / (np.exp(1.15) + 1 / t - 1)
+        return ms.shift * u / (1 + (ms.shift - 1) * u)
+    if ms.prediction == "flow":  # flux (μ 1.15), flux schnell (μ 1), timestep = σ
+        return np.exp(ms.shift) / (np.exp(ms.shift) + 1 / t - 1)
     return np.exp(np.interp(t, np.arange(1000), np.log(table(ms))))
 
 

@@ -25,10 +25,15 @@ class HelpFormatter(argparse.HelpFormatter):
 
 def add_sampling_options(parser: argparse.ArgumentParser, *, denoise: bool = False, batch: bool = True):
     group = parser.add_argument_group("sampling")
-    group.add_argument("--sampler", default="euler", help="sampler name (see `diffdiff samplers`)")
-    group.add_argument("--scheduler", default="normal", help="scheduler name (see `diffdiff samplers`)")
-    group.add_argument("--steps", type=int, default=20, help="sampler steps")
-    group.add_argument("--cfg", type=float, default=7.0, help="classifier-free guidance scale")
+    group.add_argument("--sampler", help="sampler name (see `diffdiff samplers`; default: the model "
+                       "family's, euler for SD1/SD2/SDXL)")
+    group.add_argument("--scheduler", help="scheduler name (see `diffdiff samplers`; default: the "
+                       "family's, normal for SD1/SD2/SDXL)")
+    group.add_argument("--steps", type=int, help="sampler steps (default: the family's, 20 for SD1/SD2/SDXL)")
+    group.add_argument("--cfg", type=float, help="classifier-free guidance scale (default: the family's, "
+                       "7 for SD1/SD2/SDXL, 1 = off for Flux and Z-Image)")
+    group.add_argument("--guidance", type=float, help="distilled guidance of networks that embed it "
+                       "(default: Flux dev 3.5, Flux Fill 30)")
     group.add_argument("--seed", type=int, default=0, help="noise seed (image k of a batch uses seed + k)")
     if denoise:
         group.add_argument("--denoise", type=float, default=1.0, help="overall strength scale in (0, 1]")
@@ -134,14 +139,17 @@ def add_model_options(parser: argparse.ArgumentParser, *, model_help: str | None
                        help=model_help or "checkpoint (.safetensors), diffusers folder, or a hub id in the "
                                           "offline cache")
     group.add_argument("--vae", metavar="PATH", help="a separate VAE file (.safetensors)")
+    group.add_argument("--text-encoder", action="append", dest="text_encoders", metavar="PATH",
+                       help="a text-encoder file an SD3 / Flux / Z-Image checkpoint lacks (CLIP-L, CLIP-G, "
+                            "T5-XXL or Qwen3, recognised by its tensors); repeat for each")
     group.add_argument("--family", choices=FAMILIES,
-                       help="override family detection (must agree with the file's text encoders; "
-                            "mainly to choose sd2 vs sd2-v)")
+                       help="override family detection (must agree with the file's text encoders or "
+                            "network; e.g. sd2 vs sd2-v, flux vs flux-schnell)")
     group.add_argument("--prediction", choices=PREDICTIONS,
                        help="override the prediction type of an SD2 checkpoint")
     add_device_options(group)
     group.add_argument("--compile", action="store_true",
-                       help="run the UNet through torch.compile (pays off over many images of one size)")
+                       help="run the network through torch.compile (pays off over many images of one size)")
     group.add_argument("--allow-pickle", action="store_true",
                        help="allow loading pickled .ckpt/.bin files (they can run code: trusted files only)")
 
@@ -171,8 +179,8 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def check_files(args, outputs: list[Path], inputs: list) -> None:
-    """Before any work: the model and VAE exist, the outputs are writable (and new unless --overwrite), and
-    --stats obeys the same rule and is none of the run's inputs or outputs."""
+    """Before any work: the model, VAE and text encoders exist, the outputs are writable (and new unless
+    --overwrite), and --stats obeys the same rule and is none of the run's inputs or outputs."""
     from diffdiff.atomic import CLI_OVERWRITE_HINT, check_writable
     from diffdiff.errors import DiffdiffError
     from diffdiff.models.device import resolve_device
@@ -183,10 +191,14 @@ def check_files(args, outputs: list[Path], inputs: list) -> None:
         raise DiffdiffError(f"model {args.model} not found (give a checkpoint file, a folder or a hub id)")
     if args.vae and not Path(args.vae).expanduser().is_file():
         raise DiffdiffError(f"VAE file {args.vae} not found")
+    for encoder in args.text_encoders or ():
+        if not Path(encoder).expanduser().is_file():
+            raise DiffdiffError(f"text-encoder file {encoder} not found")
     resolve_device(args.device)
     if args.stats:
         stats = Path(args.stats)
-        others = [*outputs, *(Path(path) for path in (*inputs, args.model, args.vae) if path)]
+        named = (*inputs, args.model, args.vae, *(args.text_encoders or ()))
+        others = [*outputs, *(Path(path) for path in named if path)]
         for other in others:
             if _same_file(stats, other):
                 raise DiffdiffError(f"--stats {stats} is also one of this run's files ({other}); "
@@ -201,6 +213,7 @@ def run_request(args, request, run, inputs: list) -> int:
     from diffdiff.imageio import check_outputs
     from diffdiff.phases import PhaseClock, phase
     from diffdiff.progress import StepProgress
+    from diffdiff.request import with_family_defaults
 
     outputs = check_outputs(args.output, request.sampling.batch, overwrite=args.overwrite)
     check_files(args, outputs, inputs)
@@ -210,6 +223,7 @@ def run_request(args, request, run, inputs: list) -> int:
             import_networks()
         with phase("load"):
             model = load_model_from_args(args)
+    request = with_family_defaults(request, model.family)
     with StepProgress(request.sampling.steps, description=args.verb, quiet=args.quiet) as progress:
         result = run(request, model, callback=progress)
     for name, seconds in result.stats.get("phases", {}).items():
@@ -230,7 +244,8 @@ def import_networks() -> None:
 
 def load_options(args) -> dict:
     """The model flags as `load_model` keywords (every one but the path)."""
-    return {"family": args.family, "prediction": args.prediction, "vae": args.vae, "device": args.device,
+    return {"family": args.family, "prediction": args.prediction, "vae": args.vae,
+            "text_encoders": args.text_encoders, "device": args.device,
             "dtype": args.dtype, "allow_pickle": args.allow_pickle, "compile": args.compile}
 
 

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import DiffdiffError
+from ..models.families import FLOW_FAMILIES
 from .adapters import Adapters
 from .layouts import convert_lora
 from .merging import MergedWeights, merge_lora
@@ -56,6 +57,9 @@ def applied_loras(model, uses: list[LoraUse], *, mode: str = "auto", allow_pickl
     if not uses:
         yield []
         return
+    family = getattr(model, "family", None)
+    if family in FLOW_FAMILIES:
+        raise DiffdiffError(f"LoRAs are not supported for the {family} family yet (only SD1, SD2 and SDXL)")
     checked = [load_checked(model, use, allow_pickle=allow_pickle) for use in uses]
     applied = [
         {

@@ -1,6 +1,6 @@
-"""The model end of the denoiser chain: classifier-free guidance over a parametrised diffusers UNet.
+"""The model end of the denoiser chain: classifier-free guidance over a parametrised network.
 
-`ParametrisedNetwork` turns the UNet's eps / v output into an x0 estimate with a `ModelSampling`
+`ParametrisedNetwork` turns the network's eps / v / flow output into an x0 estimate with a `ModelSampling`
 (k-diffusion convention: `denoiser(x, sigma, **kw) -> x0`). `CFGDenoiser` runs cond and uncond in one
 batched call and mixes them as uncond + cfg·(cond − uncond); at cfg = 1 it runs cond only.
 
@@ -36,41 +36,62 @@ def _network_dtype(network) -> torch.dtype:
 
 
 class ParametrisedNetwork:
-    """x0 = calculate_denoised(σ, unet(calculate_input(σ, x), timestep(σ), context).sample, x).
+    """x0 = calculate_denoised(σ, network(calculate_input(σ, x), timestep(σ), conditioning), x).
 
-    `concat` (B, C', h, w), when given, is appended to the scaled input on the channel axis (inpainting
-    UNets' mask and masked-image latent). `added_cond` (SDXL: {"text_embeds", "time_ids"}) is the default
-    for calls that give none. The network runs in its own dtype; x0 comes back in x's dtype.
+    `network` is a network adapter (`diffdiff.models.networks`: one call for the UNet and each flow
+    transformer), or a diffusers UNet, which is wrapped in one. `concat` (B, C', h, w), when given, goes to
+    the adapter (an inpainting network's mask and masked-image latent). `added_cond` (SDXL:
+    {"text_embeds", "time_ids"}) is the default for calls that give none. Conditioning tensors are expanded
+    to x's batch and cast to the network's dtype (boolean masks keep theirs); the network runs in its own
+    dtype and x0 comes back in x's dtype.
     """
 
-    def __init__(self, unet, model_sampling, added_cond: dict | None = None):
-        self.unet = unet
+    def __init__(self, network, model_sampling, added_cond: dict | None = None):
+        from .networks import UNetNetwork
+
+        self.network = network if hasattr(network, "module") else UNetNetwork(network)
         self.model_sampling = model_sampling
         self.added_cond = added_cond
 
+    @property
+    def unet(self):
+        """The diffusers module the adapter calls."""
+        return self.network.module
+
     @torch.no_grad()
-    def __call__(self, x, sigma, encoder_hidden_states=None, added_cond_kwargs=None, concat=None, **unused):
+    def __call__(self, x, sigma, encoder_hidden_states=None, concat=None, seed=None, **conditioning):
         if encoder_hidden_states is None:
             raise ValueError("ParametrisedNetwork needs encoder_hidden_states (the prompt conditioning)")
         sigma = torch.as_tensor(sigma, device=x.device).reshape(-1)
         if sigma.numel() == 1:
             sigma = sigma.expand(x.shape[0])
         batch = x.shape[0]
-        dtype = _network_dtype(self.unet)
+        dtype = _network_dtype(self.network.module)
         model_input = self.model_sampling.calculate_input(sigma, x).to(dtype)
-        if concat is not None:  # an inpainting UNet's extra input channels, unscaled (docs/design.md §14)
-            model_input = torch.cat([model_input, concat.to(device=x.device, dtype=dtype)], dim=1)
+        if concat is not None:  # an inpainting network's extra inputs, unscaled (docs/design.md §14)
+            concat = concat.to(device=x.device, dtype=dtype)
         timestep = torch.as_tensor(self.model_sampling.timestep(sigma), device=x.device)
-        context = expand_to_batch(encoder_hidden_states, batch).to(device=x.device, dtype=dtype)
-        added = added_cond_kwargs if added_cond_kwargs is not None else self.added_cond
-        kwargs = {}
-        if added is not None:
-            kwargs["added_cond_kwargs"] = {
-                name: expand_to_batch(value, batch).to(device=x.device, dtype=dtype)
-                for name, value in added.items()
-            }
-        output = self.unet(model_input, timestep, encoder_hidden_states=context, **kwargs).sample
+        if conditioning.get("added_cond_kwargs") is None and self.added_cond is not None:
+            conditioning["added_cond_kwargs"] = self.added_cond
+        conditioning["encoder_hidden_states"] = encoder_hidden_states
+        output = self.network(model_input, timestep, concat,
+                              **_on_network(conditioning, batch, x.device, dtype))
         return self.model_sampling.calculate_denoised(sigma, output.to(x.dtype), x)
+
+
+def _on_network(conditioning: dict, batch: int, device, dtype) -> dict:
+    """Conditioning tensors (nested dicts too) expanded to `batch` and moved to the network's device and
+    dtype; boolean tensors keep their dtype; None entries are dropped."""
+    moved = {}
+    for name, value in conditioning.items():
+        if isinstance(value, dict):
+            moved[name] = _on_network(value, batch, device, dtype)
+        elif isinstance(value, torch.Tensor):
+            value = expand_to_batch(value, batch)
+            moved[name] = value.to(device) if value.dtype == torch.bool else value.to(device, dtype)
+        elif value is not None:
+            moved[name] = value
+    return moved
 
 
 class CFGDenoiser:
@@ -79,6 +100,11 @@ class CFGDenoiser:
     `cond` / `uncond` are dicts of keyword tensors for the inner network (`encoder_hidden_states` and,
     for SDXL, `added_cond_kwargs`). A call's `concat` (inpainting inputs, one per item of x) goes to both
     halves. Counts inner calls in `inner_calls`.
+
+    `with_uncond=True` (asked by the CFG++ samplers) returns cat([guided x0, uncond x0], dim=1),
+    (B, 2C, h, w), from the same one batched call, also at cfg = 1 (ComfyUI's disable_cfg1_optimization;
+    the guided x0 is then uncond + 1·(cond − uncond), as ComfyUI computes it). Without an uncond
+    conditioning it returns x0 alone (C channels), which the samplers read as uncond = x0.
     """
 
     def __init__(self, inner, cond: dict, uncond: dict | None, cfg: float):
@@ -91,21 +117,22 @@ class CFGDenoiser:
         self.model_sampling = getattr(inner, "model_sampling", None)
         self.inner_calls = 0
 
-    def __call__(self, x, sigma, concat=None, **unused):
+    def __call__(self, x, sigma, concat=None, with_uncond=False, **unused):
         batch = x.shape[0]
         sigma = torch.as_tensor(sigma, device=x.device).reshape(-1)
         if sigma.numel() == 1:
             sigma = sigma.expand(batch)
         self.inner_calls += 1
         extra = {} if concat is None else {"concat": concat}
-        if self.cfg == 1.0:
+        if self.uncond is None or (self.cfg == 1.0 and not with_uncond):
             return self.inner(x, sigma, **_expand_kwargs(self.cond, batch), **extra)
         cond = _expand_kwargs({**self.cond, **extra}, batch)
         uncond = _expand_kwargs({**self.uncond, **extra}, batch)
         both = _concat_kwargs(cond, uncond)
         x0 = self.inner(torch.cat([x, x]), torch.cat([sigma, sigma]), **both)
         x0_cond, x0_uncond = x0.chunk(2)
-        return x0_uncond + self.cfg * (x0_cond - x0_uncond)
+        guided = x0_uncond + self.cfg * (x0_cond - x0_uncond)
+        return torch.cat([guided, x0_uncond], dim=1) if with_uncond else guided
 
 
 def _expand_kwargs(kwargs: dict, batch: int) -> dict:

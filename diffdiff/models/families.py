@@ -1,7 +1,8 @@
-"""Model families: recognise SD1.x / SD2.x (eps or v) / SDXL from checkpoint keys or a diffusers folder.
+"""Model families: the family table, and recognising SD1.x / SD2.x (eps or v) / SDXL from checkpoint keys or
+a diffusers folder (the flow families SD3, Flux and Z-Image are recognised by `flow_layout` / `flow_loading`).
 
-A family name ("sd1", "sd2", "sd2-v", "sdxl") is also the `diffdiff.sampling.model_sampling` kind and the
-name of the shipped config folder `diffdiff/models/configs/<family>/`. Single-file checkpoints in the
+A family name is also the `diffdiff.sampling.model_sampling` kind; the UNet families' shipped configs live
+in `diffdiff/models/configs/<family>/`. Single-file checkpoints in the
 A1111/ComfyUI ("ldm") layout are told apart by their text-encoder keys; SD2's V-prediction by ComfyUI's
 empty `v_pred` marker key, else by ComfyUI's weight heuristic (SD20.model_type in comfy/supported_models.py:
 the population std of one late UNet norm bias is above 0.09 for the 768-v models).
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DiffdiffError
@@ -20,23 +21,51 @@ from ..errors import DiffdiffError
 @dataclass(frozen=True)
 class Family:
     """What differs between the families: the size they were trained at, their text encoders (diffusers
-    folder components, one CLIP tokenizer each), the text layer they read by default (CLIP skip, A1111's
-    numbering: 1 = the last layer) and what the network predicts."""
+    folder components), the text layer they read by default (CLIP skip, A1111's numbering: 1 = the last
+    layer), what the network predicts, which network it is (`network`: "unet", or the flow transformer
+    "sd3" | "flux" | "z-image", which `flow_networks` calls), the sampler settings a run uses unless told
+    otherwise (`defaults`), the distilled guidance its network embeds (`guidance`, None = none) and the
+    diffusers pipeline class of its folders."""
 
     name: str
     native_size: int  # pixels per side of the training images
     text_encoders: tuple[str, ...]
-    prediction: str  # "eps" | "v"
+    prediction: str  # "eps" | "v" | "flow"
     clip_skip: int = 1
+    network: str = "unet"
+    defaults: dict = field(default_factory=lambda: dict(UNET_DEFAULTS))
+    guidance: float | None = None
+    pipeline: str = ""
 
+
+UNET_DEFAULTS = {"sampler": "euler", "scheduler": "normal", "steps": 20, "cfg": 7.0}
+FLOW_ENCODERS = ("text_encoder", "text_encoder_2")
 
 FAMILY_TABLE = {family.name: family for family in (
-    Family("sd1", 512, ("text_encoder",), "eps"),
-    Family("sd2", 512, ("text_encoder",), "eps"),
-    Family("sd2-v", 768, ("text_encoder",), "v"),
-    Family("sdxl", 1024, ("text_encoder", "text_encoder_2"), "eps", clip_skip=2),
+    Family("sd1", 512, ("text_encoder",), "eps", pipeline="StableDiffusionPipeline"),
+    Family("sd2", 512, ("text_encoder",), "eps", pipeline="StableDiffusionPipeline"),
+    Family("sd2-v", 768, ("text_encoder",), "v", pipeline="StableDiffusionPipeline"),
+    Family("sdxl", 1024, ("text_encoder", "text_encoder_2"), "eps", clip_skip=2,
+           pipeline="StableDiffusionXLPipeline"),
+    Family("sd3", 1024, FLOW_ENCODERS + ("text_encoder_3",), "flow", clip_skip=2, network="sd3",
+           defaults={"sampler": "dpmpp_2m", "scheduler": "sgm_uniform", "steps": 28, "cfg": 4.5},
+           pipeline="StableDiffusion3Pipeline"),
+    Family("flux", 1024, FLOW_ENCODERS, "flow", network="flux", guidance=3.5,
+           defaults={"sampler": "euler", "scheduler": "simple", "steps": 20, "cfg": 1.0},
+           pipeline="FluxPipeline"),
+    Family("flux-schnell", 1024, FLOW_ENCODERS, "flow", network="flux",
+           defaults={"sampler": "euler", "scheduler": "simple", "steps": 4, "cfg": 1.0},
+           pipeline="FluxPipeline"),
+    Family("flux-fill", 1024, FLOW_ENCODERS, "flow", network="flux", guidance=30.0,
+           defaults={"sampler": "euler", "scheduler": "simple", "steps": 20, "cfg": 1.0},
+           pipeline="FluxFillPipeline"),
+    Family("z-image", 1024, ("text_encoder",), "flow", network="z-image",
+           defaults={"sampler": "res_multistep", "scheduler": "simple", "steps": 9, "cfg": 1.0},
+           pipeline="ZImagePipeline"),
 )}
 FAMILIES = tuple(FAMILY_TABLE)
+UNET_FAMILIES = tuple(name for name, family in FAMILY_TABLE.items() if family.network == "unet")
+FLOW_FAMILIES = tuple(name for name, family in FAMILY_TABLE.items() if family.network != "unet")
 PREDICTIONS = ("eps", "v")
 
 # Key prefixes that identify each base family in the ldm layout (first match wins: SDXL before SD2/SD1).

@@ -29,7 +29,9 @@ def check_weights_safe(folder: Path, component: str, allow_pickle: bool) -> bool
     raise DiffdiffError(f"no weights found in {sub}")
 
 
-def _from_pretrained(model_class, folder: Path, component: str, dtype: torch.dtype, allow_pickle: bool):
+def from_pretrained_component(model_class, folder: Path, component: str, dtype: torch.dtype,
+                              allow_pickle: bool):
+    """`model_class` from the folder's `component/` subfolder in `dtype`, offline; one-line errors."""
     safe = check_weights_safe(folder, component, allow_pickle)
     try:
         model = model_class.from_pretrained(
@@ -55,10 +57,11 @@ def load_folder_modules(folder: Path, family: str, dtype: torch.dtype, vae_dtype
         encoder_classes["text_encoder_2"] = CLIPTextModel
     components = TEXT_COMPONENTS[family]
     return {
-        "unet": _from_pretrained(UNet2DConditionModel, folder, "unet", dtype, allow_pickle),
-        "vae": _from_pretrained(AutoencoderKL, folder, "vae", vae_dtype, allow_pickle),
+        "unet": from_pretrained_component(UNet2DConditionModel, folder, "unet", dtype, allow_pickle),
+        "vae": from_pretrained_component(AutoencoderKL, folder, "vae", vae_dtype, allow_pickle),
         "text_encoders": [
-            _from_pretrained(encoder_classes[name], folder, name, dtype, allow_pickle) for name in components
+            from_pretrained_component(encoder_classes[name], folder, name, dtype, allow_pickle)
+            for name in components
         ],
         "tokenizers": load_folder_tokenizers(folder, family),
     }
@@ -86,7 +89,7 @@ def load_vae_folder(path: Path, dtype: torch.dtype, allow_pickle: bool = False):
     from diffusers import AutoencoderKL
 
     if (path / "vae" / "config.json").is_file():
-        return _from_pretrained(AutoencoderKL, path, "vae", dtype, allow_pickle)
+        return from_pretrained_component(AutoencoderKL, path, "vae", dtype, allow_pickle)
     if (path / "config.json").is_file():
-        return _from_pretrained(AutoencoderKL, path.parent, path.name, dtype, allow_pickle)
+        return from_pretrained_component(AutoencoderKL, path.parent, path.name, dtype, allow_pickle)
     raise DiffdiffError(f"VAE folder {path} has neither config.json nor vae/config.json")

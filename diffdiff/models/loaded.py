@@ -1,4 +1,5 @@
-"""`LoadedModel`: one loaded SD-family model: prompt encoding, the model end of the denoiser chain, VAE."""
+"""`LoadedModel`: one loaded model of any family: prompt encoding, the model end of the denoiser chain,
+the VAE."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from .conditioning import Conditioning, PromptReading, encode_sd, encode_sdxl
 from .denoiser import CFGDenoiser, ParametrisedNetwork
 from .families import FAMILY_TABLE, base_family
+from .networks import network_adapter
 from .precision import Precision
 from .vae import VaeCodec
 
@@ -49,17 +51,18 @@ def file_short_hash(path: Path) -> str:
 class LoadedModel:
     """A loaded model: `family`, `model_sampling`, `device`, `precision` (`dtype`: its network dtype), `name`,
     `short_hash`, `latent_channels`,
-    `inpainting` (the UNet also takes a mask and a masked-image latent: 2·latent + 1 input channels),
-    `vae_codec` (pixels ↔ latents), and the networks `unet`, `vae`, `text_encoders`, `tokenizers`.
+    `inpainting` (the network also takes a mask and a masked-image latent: a 9-channel UNet, Flux Fill),
+    `vae_codec` (pixels ↔ latents), and the modules `network` (the UNet or flow transformer; also `unet`),
+    `vae`, `text_encoders`, `tokenizers`.
 
     `text_encoders` may be given as a function that loads them: it runs on first use (the first prompt to
     encode, or a LoRA that patches them), so a run that needs no encoding never builds them."""
 
-    def __init__(self, *, family, unet, vae, text_encoders, tokenizers, device, precision: Precision, name,
+    def __init__(self, *, family, network, vae, text_encoders, tokenizers, device, precision: Precision, name,
                  hash_file=None):
         self.family = family
         self.device = device
-        self.unet = unet.to(device)
+        self.network = network.to(device)
         self.vae = vae.to(device)
         self._text_encoders = text_encoders if callable(text_encoders) else self._on_device(text_encoders)
         self.tokenizers = list(tokenizers)
@@ -67,23 +70,31 @@ class LoadedModel:
         self.dtype = precision.network
         self.name = name
         self.model_sampling = _model_sampling(family)
-        self.latent_channels = int(unet.config.out_channels)
-        self.inpainting = int(unet.config.in_channels) == 2 * self.latent_channels + 1
         self.vae_codec = VaeCodec(self.vae, device)
+        self.latent_channels = self.vae_codec.latent_channels
+        kind = FAMILY_TABLE[family].network
+        in_channels = int(network.config.in_channels)
+        nine_channels = kind == "unet" and in_channels == 2 * self.latent_channels + 1
+        self.inpainting = family == "flux-fill" or nine_channels
         self._compiled = None
         self._hash_file = Path(hash_file) if hash_file is not None else None
         self._short_hash = None
+
+    @property
+    def unet(self):
+        """The denoising network (named for the UNet families; the flow families' transformer)."""
+        return self.network
 
     def __repr__(self) -> str:
         return f"LoadedModel({self.name!r}, family={self.family!r}, device={self.device}, dtype={self.dtype})"
 
     def compile(self, backend: str = "inductor") -> None:
-        """Run the UNet through `torch.compile(backend=...)` from now on. Its first call at each new input
-        shape compiles (minutes for a full-size UNet on a CPU); the weights stay the UNet's own, so LoRAs
+        """Run the network through `torch.compile(backend=...)` from now on. Its first call at each new input
+        shape compiles (minutes for a full-size UNet on a CPU); the weights stay the network's own, so LoRAs
         still patch them (and cause one recompile)."""
         import torch
 
-        self._compiled = torch.compile(self.unet, backend=backend)
+        self._compiled = torch.compile(self.network, backend=backend)
 
     @property
     def compiled(self) -> bool:
@@ -114,16 +125,34 @@ class LoadedModel:
                       batch: int = 1, reading: PromptReading | None = None) -> Conditioning:
         """Conditioning for `prompt` / `negative` read as `reading` says (default: ComfyUI's weighting, the
         family's CLIP skip, no embeddings); `width` / `height` (pixels) feed SDXL's time_ids."""
-        clip_skip = FAMILY_TABLE[self.family].clip_skip
+        family = FAMILY_TABLE[self.family]
+        if family.network != "unet":
+            from .flow_conditioning import encode_flux, encode_sd3, encode_z_image
+
+            encode = {"sd3": encode_sd3, "flux": encode_flux, "z-image": encode_z_image}[family.network]
+            return encode(self.tokenizers, self.text_encoders, prompt, negative, batch=batch, reading=reading)
         if base_family(self.family) == "sdxl":
             return encode_sdxl(self.tokenizers, self.text_encoders, prompt, negative, width=width,
-                               height=height, batch=batch, reading=reading, clip_skip=clip_skip)
+                               height=height, batch=batch, reading=reading, clip_skip=family.clip_skip)
         return encode_sd(self.tokenizers[0], self.text_encoders[0], prompt, negative, batch=batch,
-                         reading=reading, clip_skip=clip_skip)
+                         reading=reading, clip_skip=family.clip_skip)
 
-    def denoiser(self, conditioning: Conditioning, cfg: float) -> CFGDenoiser:
-        """`denoiser(x, sigma, **kw) -> x0`: CFG over the parametrised UNet (uncond skipped at cfg 1)."""
-        unet = self.unet if self._compiled is None else self._compiled
-        network = ParametrisedNetwork(unet, self.model_sampling)
-        uncond = conditioning.network_kwargs(negative=True) if cfg != 1.0 else None
+    def sampling_at(self, width: int, height: int):
+        """The `ModelSampling` of a run at width × height pixels: Flux dev's (and Fill's) schedule shift μ
+        grows with the image's token count (`flux_mu`); every other family's is fixed."""
+        if self.family in ("flux", "flux-fill"):
+            from ..sampling import flux_mu, model_sampling
+
+            return model_sampling(self.family, shift=flux_mu(width, height))
+        return self.model_sampling
+
+    def denoiser(self, conditioning: Conditioning, cfg: float, guidance: float | None = None) -> CFGDenoiser:
+        """`denoiser(x, sigma, **kw) -> x0`: CFG over the parametrised network (uncond skipped at cfg 1);
+        `guidance` is the distilled guidance of networks that embed one (default: the family's)."""
+        family = FAMILY_TABLE[self.family]
+        module = self.network if self._compiled is None else self._compiled
+        guidance = guidance if guidance is not None else family.guidance
+        adapter = network_adapter(family.network, module, guidance)
+        network = ParametrisedNetwork(adapter, self.model_sampling)
+        uncond = conditioning.network_kwargs(negative=True)  # given at cfg 1 too: the CFG++ samplers run it
         return CFGDenoiser(network, conditioning.network_kwargs(), uncond, cfg)

@@ -15,6 +15,8 @@ import torch
 from ..errors import DiffdiffError
 from .device import resolve_device
 from .families import TEXT_COMPONENTS, check_prediction, family_of_folder, resolve_family
+from .flow_layout import detect_flow_family
+from .flow_loading import flow_family_of_folder, load_flow_file, load_flow_folder
 from .folder import load_folder_modules, load_vae_folder
 from .hub import cached_snapshot, is_local_path
 from .loaded import LoadedModel
@@ -37,14 +39,17 @@ from .single_file import (
 NETWORK_PREFIXES = ("model.diffusion_model.", "first_stage_model.")
 
 
-def load_model(source, *, family=None, prediction=None, vae=None, device="auto", dtype=None,
-               allow_pickle=False, compile=False) -> LoadedModel:
-    """Load an SD1.x / SD2.x (eps or v) / SDXL model from a file, a diffusers folder or a cached hub id.
+def load_model(source, *, family=None, prediction=None, vae=None, text_encoders=None, device="auto",
+               dtype=None, allow_pickle=False, compile=False) -> LoadedModel:
+    """Load a model of any family (SD1.x, SD2.x eps or v, SDXL, SD3/3.5, Flux.1 dev/schnell/Fill, Z-Image)
+    from a file, a diffusers folder or a cached hub id.
 
     `family` / `prediction` ("eps" | "v") override detection (a family must agree with the checkpoint's
-    text encoders); `vae` is an optional separate VAE file (.safetensors, ldm or diffusers layout) or
-    diffusers VAE folder; `device` "auto|cpu|cuda|mps"; `dtype` fp16|bf16|fp32 overrides the precision the
-    device's capabilities choose (`precision.choose_precision`); `compile` runs the UNet through
+    text encoders or network); `vae` is an optional separate VAE file (.safetensors, ldm or diffusers
+    layout) or diffusers VAE folder; `text_encoders` the files of text encoders a flow-family checkpoint
+    does not hold (each recognised by its tensors: CLIP-L, CLIP-G, T5-XXL, Qwen3); `device`
+    "auto|cpu|cuda|mps"; `dtype` fp16|bf16|fp32 overrides the precision the device's capabilities choose
+    (`precision.choose_precision`); `compile` runs the network through
     torch.compile (`LoadedModel.compile`).
     """
     check_prediction(prediction)
@@ -52,21 +57,22 @@ def load_model(source, *, family=None, prediction=None, vae=None, device="auto",
     precision = choose_precision(device_capabilities(torch_device), dtype)
     source_text = str(source)
     path = Path(source_text).expanduser()
+    loading = dict(family=family, prediction=prediction, vae=vae, text_encoders=list(text_encoders or ()),
+                   device=torch_device, precision=precision, allow_pickle=allow_pickle)
     with quiet_libraries():
-        model = _load(source_text, path, family, prediction, vae, torch_device, precision, allow_pickle)
+        model = _load(source_text, path, loading)
     if compile:
         model.compile()
     return model
 
 
-def _load(source_text, path, family, prediction, vae, device, precision, allow_pickle) -> LoadedModel:
+def _load(source_text, path, loading: dict) -> LoadedModel:
     """A folder, a file, or else a hub id in the offline cache."""
     if path.is_dir():
-        return _load_folder(path, path.name, family, prediction, vae, device, precision, allow_pickle)
+        return _load_folder(path, path.name, **loading)
     if path.exists() or is_local_path(source_text):
-        return _load_file(path, family, prediction, vae, device, precision, allow_pickle)
-    folder = cached_snapshot(source_text)
-    return _load_folder(folder, source_text, family, prediction, vae, device, precision, allow_pickle)
+        return _load_file(path, **loading)
+    return _load_folder(cached_snapshot(source_text), source_text, **loading)
 
 
 @contextmanager
@@ -93,8 +99,18 @@ def quiet_libraries():
             transformers_logging.enable_progress_bar()
 
 
-def _load_file(path, family, prediction, vae, device, precision: Precision, allow_pickle) -> LoadedModel:
+def _load_file(path, family, prediction, vae, text_encoders, device, precision: Precision,
+               allow_pickle) -> LoadedModel:
     state_dict, metadata = read_checkpoint(path, allow_pickle=allow_pickle)
+    shapes = {key: tuple(tensor.shape) for key, tensor in state_dict.items()}
+    flow = detect_flow_family(shapes.keys(), shapes.__getitem__)
+    if flow is not None:
+        check_prediction(prediction)
+        modules = load_flow_file(state_dict, metadata, flow, family=family, text_encoders=text_encoders,
+                                 vae=vae, precision=precision, allow_pickle=allow_pickle)
+        return LoadedModel(**modules, device=device, precision=precision, name=Path(path).stem,
+                           hash_file=path)
+    _refuse_text_encoders(text_encoders)
     state_dict = normalise_keys(state_dict)
     family = resolve_family(state_dict.keys(), state_dict.__getitem__, family=family, prediction=prediction,
                             header_family=metadata.get(FAMILY_METADATA_KEY))
@@ -104,7 +120,7 @@ def _load_file(path, family, prediction, vae, device, precision: Precision, allo
         encoder_configs = [text_encoder_config(configs, component) for component in components]
         for config, component in zip(encoder_configs, components):  # built on first use, checked now
             check_text_encoder(state_dict, config, family, component)
-        vae_model = _load_vae(vae, configs, allow_pickle, precision.vae) if vae else None
+        vae_model = load_separate_vae(vae, configs, allow_pickle, precision.vae) if vae else None
         if vae_model is None:
             vae_model = build_vae(state_dict, configs, precision.vae)
     text_weights = {key: value for key, value in state_dict.items() if not key.startswith(NETWORK_PREFIXES)}
@@ -118,12 +134,12 @@ def _load_file(path, family, prediction, vae, device, precision: Precision, allo
 
     tokenizers = [load_tokenizer(kind) for kind in FAMILY_TOKENIZERS[family]]
     return LoadedModel(
-        family=family, unet=unet, vae=vae_model, text_encoders=load_text_encoders,
+        family=family, network=unet, vae=vae_model, text_encoders=load_text_encoders,
         tokenizers=tokenizers, device=device, precision=precision, name=Path(path).stem, hash_file=path,
     )
 
 
-def _load_vae(vae_path, config_folder: Path, allow_pickle: bool, dtype: torch.dtype):
+def load_separate_vae(vae_path, config_folder: Path, allow_pickle: bool, dtype: torch.dtype):
     """A separate VAE in `dtype`: a diffusers folder, or a file built with its own header config (tiny
     files) or else with the model's VAE config (`config_folder`)."""
     path = Path(vae_path).expanduser()
@@ -141,19 +157,38 @@ def _load_vae(vae_path, config_folder: Path, allow_pickle: bool, dtype: torch.dt
 
 def hash_file_of_folder(folder: Path) -> Path | None:
     """The UNet weights file stands for a diffusers folder in `short_hash`."""
-    files = sorted((folder / "unet").glob("*.safetensors")) or sorted((folder / "unet").glob("*.bin"))
+    return _first_weights(folder / "unet")
+
+
+def _first_weights(folder: Path) -> Path | None:
+    files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
     return files[0] if files else None
 
 
-def _load_folder(folder, name, family, prediction, vae, device, precision: Precision,
+def _refuse_text_encoders(text_encoders) -> None:
+    if text_encoders:
+        raise DiffdiffError("separate text-encoder files (--text-encoder) are for the SD3, Flux and Z-Image "
+                            "families; SD1/SD2/SDXL checkpoints hold their own")
+
+
+def _load_folder(folder, name, family, prediction, vae, text_encoders, device, precision: Precision,
                  allow_pickle) -> LoadedModel:
     if not (folder / "model_index.json").is_file():
         raise DiffdiffError(f"{folder} is not a diffusers folder (no model_index.json)")
+    _refuse_text_encoders(text_encoders)
+    flow = flow_family_of_folder(folder)
+    if flow is not None:
+        modules = load_flow_folder(folder, flow, family=family, precision=precision,
+                                   allow_pickle=allow_pickle)
+        if vae:
+            modules["vae"] = load_separate_vae(vae, folder, allow_pickle, precision.vae)
+        return LoadedModel(**modules, device=device, precision=precision, name=name,
+                           hash_file=_first_weights(folder / "transformer"))
     family = family_of_folder(folder, family=family, prediction=prediction)
     modules = load_folder_modules(folder, family, precision.network, precision.vae, allow_pickle)
-    vae_model = _load_vae(vae, folder, allow_pickle, precision.vae) if vae else modules["vae"]
+    vae_model = load_separate_vae(vae, folder, allow_pickle, precision.vae) if vae else modules["vae"]
     return LoadedModel(
-        family=family, unet=modules["unet"], vae=vae_model,
+        family=family, network=modules["unet"], vae=vae_model,
         text_encoders=modules["text_encoders"], tokenizers=modules["tokenizers"], device=device,
         precision=precision, name=name, hash_file=hash_file_of_folder(folder),
     )

@@ -1,8 +1,9 @@
 """Small random-weight models of each family, built with the real classes, for tests and demos.
 
 `make_tiny_model(directory, family)` writes a diffusers folder (model_index.json, unet/, vae/, text_encoder/
-[, text_encoder_2/], tokenizer/ [, tokenizer_2/], scheduler/); with `single_file=True` it writes one
-A1111/ComfyUI-layout `.safetensors` instead, whose header metadata carries `diffdiff.family` and
+[, text_encoder_2/], tokenizer/ [, tokenizer_2/], scheduler/; the flow families' come from `tiny_flow`);
+with `single_file=True` it writes one A1111/ComfyUI-layout `.safetensors` instead, whose header metadata
+carries `diffdiff.family` and
 `diffdiff.configs` (JSON {component: config}) so a loader can rebuild the small networks.
 
 The tiny configs are the family's shipped real configs with the sizes shrunk: the geometry stays (VAE
@@ -26,7 +27,7 @@ import torch
 
 from ..atomic import OVERWRITE_HINT, atomic_write, check_writable
 from ..errors import DiffdiffError
-from .families import FAMILIES
+from .families import FAMILIES, FLOW_FAMILIES
 from .ldm_layout import diffusers_to_ldm
 from .loading import quiet_libraries
 from .single_file import CONFIGS_METADATA_KEY, FAMILY_METADATA_KEY
@@ -103,9 +104,12 @@ def tiny_configs(family: str, inpainting: bool = False) -> dict[str, dict]:
     return configs
 
 
-def _check_family(family: str) -> None:
+def _check_family(family: str, inpainting: bool = False) -> None:
     if family not in FAMILIES:
         raise DiffdiffError(f"unknown model family {family!r}; choose one of {', '.join(FAMILIES)}")
+    if inpainting and family in FLOW_FAMILIES:
+        raise DiffdiffError(f"--inpainting is for the UNet families; {family} has no inpainting variant "
+                            "(Flux's is the flux-fill family)")
 
 
 def build_tiny_components(family: str, inpainting: bool = False) -> dict[str, torch.nn.Module]:
@@ -130,6 +134,11 @@ def build_tiny_components(family: str, inpainting: bool = False) -> dict[str, to
 
 def _write_folder(folder: Path, family: str, inpainting: bool = False) -> None:
     folder.mkdir(parents=True, exist_ok=True)
+    if family in FLOW_FAMILIES:
+        from .tiny_flow import write_tiny_flow_folder
+
+        with quiet_libraries():
+            return write_tiny_flow_folder(folder, family)
     with quiet_libraries():  # no "Writing model shards" bar per text encoder
         for name, model in build_tiny_components(family, inpainting).items():
             model.save_pretrained(str(folder / name), safe_serialization=True)
@@ -213,7 +222,11 @@ def _replace_folder(target: Path, family: str, overwrite: bool, hint: str, inpai
 
 
 def single_file_state(family: str, inpainting: bool = False) -> tuple[dict[str, torch.Tensor], dict]:
-    """The tiny model of `family` as (ldm-layout state dict, safetensors header metadata)."""
+    """The tiny model of `family` as (single-file state dict, safetensors header metadata)."""
+    if family in FLOW_FAMILIES:
+        from .tiny_flow import tiny_flow_file_state
+
+        return tiny_flow_file_state(family)
     return checkpoint_state(build_tiny_components(family, inpainting), family)
 
 
@@ -260,7 +273,7 @@ def make_tiny_model(
     message for an existing output (how to allow replacing it). An interrupted or failed call leaves
     nothing behind: no staging folder, temporary file or folder made for the output.
     """
-    _check_family(family)
+    _check_family(family, inpainting)
     target = Path(directory)
     if not single_file:
         if target.suffix.lower() == ".safetensors":

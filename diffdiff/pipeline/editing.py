@@ -18,9 +18,10 @@ from .. import composite as compositing
 from ..errors import DiffdiffError
 from ..maps.latent import bilinear_grid, block_means
 from ..models.families import FAMILY_TABLE
+from ..models.networks import network_patch
 from ..phases import PhaseClock, phase
 from ..regions import fill_holes, hole_of
-from ..request import EditRequest, Gate, Output, Prompting, Region, Sampling, Tiling
+from ..request import EditRequest, Gate, Output, Prompting, Region, Sampling, Tiling, with_family_defaults
 from ..tiles.vae import release_free_memory
 from .inpainting import masked_pixels
 from .result import RunResult
@@ -101,10 +102,11 @@ def run_edits(requests: list[EditRequest], model, *, callback=None, records: lis
     seed + i) are stacked on the batch axis, each with its own image, map, prompts and seed. Each result
     carries the run's shared counts, with `group_items` saying how many items shared it. A request that is
     edited as crops (`crop_boxes`) runs on its own."""
+    model = resolve_model(model)
+    requests = [with_family_defaults(request, model.family) for request in requests]
     first = requests[0]
     if any(request_group_key(request) != request_group_key(first) for request in requests):
         raise DiffdiffError("internal: requests run together must share their size and options")
-    model = resolve_model(model)
     records = records or [None] * len(requests)
     boxes = [crop_boxes(request, model) for request in requests]
     whole = [index for index, found in enumerate(boxes) if not found]
@@ -136,9 +138,10 @@ def _edit_whole(requests: list[EditRequest], model, callback, records: list, alw
     first = requests[0]
     codec = model.vae_codec
     width, height = first.size
-    padded_w, padded_h = padded_size(width, height, codec.factor)
+    patch = network_patch(model.family)
+    padded_w, padded_h = padded_size(width, height, codec.factor * patch)
     plan = plan_tiling(first.tiling, padded_w, padded_h, native_size=FAMILY_TABLE[model.family].native_size,
-                       factor=codec.factor, always_tile_network=always_tile_network)
+                       factor=codec.factor, patch=patch, always_tile_network=always_tile_network)
     batch = first.sampling.batch
     pixels, cleans, strengths, hole_latents = [], [], [], []
     region = first.region

@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from ..models.families import FAMILY_TABLE
-from ..request import GenerateRequest
+from ..models.networks import network_patch
+from ..request import GenerateRequest, with_family_defaults
 from .editing import padded_size
 from .inpainting import grey_latent
 from .result import RunResult
@@ -21,10 +22,12 @@ from .tiling import plan_tiling
 def run_generate(request: GenerateRequest, model, *, callback=None) -> RunResult:
     started = time.perf_counter()
     model = resolve_model(model)
+    request = with_family_defaults(request, model.family)
     codec = model.vae_codec
-    padded_w, padded_h = padded_size(request.width, request.height, codec.factor)
+    patch = network_patch(model.family)
+    padded_w, padded_h = padded_size(request.width, request.height, codec.factor * patch)
     plan = plan_tiling(request.tiling, padded_w, padded_h, native_size=FAMILY_TABLE[model.family].native_size,
-                       factor=codec.factor)
+                       factor=codec.factor, patch=patch)
     latent_hw = (padded_h // codec.factor, padded_w // codec.factor)
     latent = torch.zeros((request.sampling.batch, model.latent_channels, *latent_hw), device=model.device)
     inpaint = None

@@ -47,6 +47,20 @@ def model_record(model) -> dict:
     return record
 
 
+def sampling_of(model, size: tuple[int, int]):
+    """The model's `ModelSampling` for a run at `size` (width, height) pixels (Flux dev's shift depends on
+    it); models without `sampling_at` (test doubles) have one for every size."""
+    sampling_at = getattr(model, "sampling_at", None)
+    return sampling_at(*size) if sampling_at is not None else model.model_sampling
+
+
+def model_denoiser(model, conditioning: Conditioning, sampling: Sampling):
+    """The model's denoiser for the run's CFG scale, with the distilled guidance when one is asked for."""
+    if sampling.guidance is None:
+        return model.denoiser(conditioning, sampling.cfg)
+    return model.denoiser(conditioning, sampling.cfg, guidance=sampling.guidance)
+
+
 def encode_prompts(model, prompts: list[tuple[str, str]], size: tuple[int, int],
                    reading=None) -> Conditioning:
     """The conditioning of (prompt, negative) pairs: batch 1 when all pairs are the same (it is expanded to
@@ -87,7 +101,8 @@ def _sample(model, latent, prompts, size, sampling, tiling, plan, strength, gate
             callback):
     with phase("text_encode"):  # the text encoders' first load included
         conditioning = encode_prompts(model, prompts, size, prompting.reading())
-    network = NetworkCalls(FiniteGuard(model.denoiser(conditioning, sampling.cfg)))
+    network = NetworkCalls(FiniteGuard(model_denoiser(model, conditioning, sampling)))
+    model_sampling = sampling_of(model, size)
     denoiser, tile_count = wrap_denoiser(network, plan, tuple(latent.shape[-2:]), blend=tiling.blend,
                                          tile_batch=tiling.tile_batch, seed=sampling.seed)
     gate_arguments = {}
@@ -97,14 +112,14 @@ def _sample(model, latent, prompts, size, sampling, tiling, plan, strength, gate
         if callback is not None:
             tiles = denoiser.tiles if tile_count > 1 and tiling.blend != "spot" else None
             union = strength.amax(0) if strength.ndim == 3 else strength  # a step costs if any item is active
-            callback = weighted(callback, step_costs(model.model_sampling, sampling, gate, union, tiles))
+            callback = weighted(callback, step_costs(model_sampling, sampling, gate, union, tiles))
     arguments = sampling.sampler_arguments()
     if seeds is not None:
         arguments["seed"] = list(seeds)
     counts: dict = {}
     outer = InpaintInputs(denoiser, **inpaint) if inpaint is not None else denoiser
     with torch.no_grad(), phase("sampling"):
-        result = sample(outer, latent, model_sampling=model.model_sampling, **arguments,
+        result = sample(outer, latent, model_sampling=model_sampling, **arguments,
                         **gate_arguments, callback=callback, skip=True, stats=counts)
     sampler_calls = int(counts["network_calls_without_skip"])
     evaluations = denoiser.tile_calls / latent.shape[0] if tile_count > 1 else counts["network_calls"]

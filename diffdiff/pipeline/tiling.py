@@ -22,12 +22,14 @@ VAE_OVERLAP_PIXELS = 64
 
 @dataclass(frozen=True)
 class TilingPlan:
-    """Network tile/overlap in latent px (tile None: untiled); VAE tile/overlap in pixels (None: whole)."""
+    """Network tile/overlap in latent px (tile None: untiled), tiles aligned to `network_align` latent px
+    (the network's patch); VAE tile/overlap in pixels (None: whole)."""
 
     network_tile: int | None
     network_overlap: int
     vae_tile: int | None
     vae_overlap: int
+    network_align: int = 1
 
 
 def _network(tiling: Tiling, latent_hw: tuple[int, int], native: int, factor: int,
@@ -52,15 +54,19 @@ def _vae(tiling: Tiling, width: int, height: int, factor: int) -> tuple[int | No
     return tile, min(VAE_OVERLAP_PIXELS, tile - factor)
 
 
-def plan_tiling(tiling: Tiling, width: int, height: int, *, native_size: int, factor: int,
+def plan_tiling(tiling: Tiling, width: int, height: int, *, native_size: int, factor: int, patch: int = 1,
                 always_tile_network: bool = False) -> TilingPlan:
-    """The tiling of a padded `width`×`height` image (pixels) for a family of `native_size` pixels and a VAE
-    of downscale `factor`."""
+    """The tiling of a padded `width`×`height` image (pixels, multiples of factor·patch) for a family of
+    `native_size` pixels, a VAE of downscale `factor` and a network reading `patch`×`patch` latent cells
+    per token (network tiles are then multiples of the patch)."""
     latent_hw = (height // factor, width // factor)
     network_tile, network_overlap = _network(tiling, latent_hw, native_size // factor, factor,
                                              always_tile_network)
+    if network_tile is not None:
+        network_tile = max(patch, network_tile // patch * patch)
+        network_overlap = min(network_overlap, network_tile - 1)
     vae_tile, vae_overlap = _vae(tiling, width, height, factor)
-    return TilingPlan(network_tile, network_overlap, vae_tile, vae_overlap)
+    return TilingPlan(network_tile, network_overlap, vae_tile, vae_overlap, patch)
 
 
 def wrap_denoiser(denoiser, plan: TilingPlan, latent_hw: tuple[int, int], *, blend: str, tile_batch: int,
@@ -71,7 +77,7 @@ def wrap_denoiser(denoiser, plan: TilingPlan, latent_hw: tuple[int, int], *, ble
     from ..tiles import TiledDenoiser, plan_grid
 
     height, width = latent_hw
-    tiles = plan_grid(height, width, plan.network_tile, plan.network_overlap)
+    tiles = plan_grid(height, width, plan.network_tile, plan.network_overlap, plan.network_align)
     if len(tiles) == 1:
         return denoiser, 1
     tiled = TiledDenoiser(denoiser, tiles, blend=blend, tile_batch=tile_batch, skip=True, seed=seed)

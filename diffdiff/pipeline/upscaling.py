@@ -18,7 +18,16 @@ from PIL import Image
 
 from ..errors import DiffdiffError
 from ..maps.upscale_strength import strength_map_for
-from ..request import EditRequest, Gate, Output, Picture, Region, StrengthMap, UpscaleRequest
+from ..request import (
+    EditRequest,
+    Gate,
+    Output,
+    Picture,
+    Region,
+    StrengthMap,
+    UpscaleRequest,
+    with_family_defaults,
+)
 from .editing import run_edit
 from .result import RunResult
 from .run import resolve_model
@@ -53,6 +62,7 @@ def pixel_upscale(image: Image.Image, target: tuple[int, int], upscaler=None) ->
 def run_upscale(request: UpscaleRequest, model, *, callback=None) -> RunResult:
     started = time.perf_counter()
     model = resolve_model(model)
+    request = with_family_defaults(request, model.family)
     enlarge = request.enlarge
     target = enlarge.target_size(request.image.size)
     enlarged = pixel_upscale(Image.fromarray(request.image.pixels), target, enlarge.upscaler)

@@ -8,7 +8,7 @@ its check here, one flag, and its consumer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 from .. import composite as compositing
 from ..errors import DiffdiffError
@@ -46,29 +46,49 @@ class Part:
 @dataclass(frozen=True)
 class Sampling(Part):
     """How the sampler runs: ComfyUI's sampler and scheduler names, steps, CFG scale, seed, overall
-    denoise and the batch (item k uses seed + k)."""
+    denoise, the batch (item k uses seed + k) and the distilled `guidance` of networks that embed one
+    (Flux dev and Fill). Sampler, scheduler, steps, CFG and guidance left None take the model family's
+    defaults when the model is known (`for_family`)."""
 
-    sampler: str = "euler"
-    scheduler: str = "normal"
-    steps: int = 20
-    cfg: float = 7.0
+    sampler: str | None = None
+    scheduler: str | None = None
+    steps: int | None = None
+    cfg: float | None = None
     seed: int = 0
     denoise: float = 1.0
     batch: int = 1
+    guidance: float | None = None
 
     def __post_init__(self):
-        self._set("sampler", checks.choice(self.sampler, tuple(SAMPLERS), "sampler"))
-        self._set("scheduler", checks.choice(self.scheduler, SCHEDULERS, "scheduler"))
-        self._set("steps", checks.count(self.steps, "steps", 1, 1000))
-        self._set("cfg", checks.number(self.cfg, "cfg", 0.0, 100.0))
+        if self.sampler is not None:
+            self._set("sampler", checks.choice(self.sampler, tuple(SAMPLERS), "sampler"))
+        if self.scheduler is not None:
+            self._set("scheduler", checks.choice(self.scheduler, SCHEDULERS, "scheduler"))
+        if self.steps is not None:
+            self._set("steps", checks.count(self.steps, "steps", 1, 1000))
+        if self.cfg is not None:
+            self._set("cfg", checks.number(self.cfg, "cfg", 0.0, 100.0))
+        if self.guidance is not None:
+            self._set("guidance", checks.number(self.guidance, "guidance", 0.0, 100.0))
         self._set("batch", checks.count(self.batch, "batch", 1, 64))
         self._set("seed", checks.count(self.seed, "seed", 0, MAX_SEED - (self.batch - 1)))
         self._set("denoise", checks.number(self.denoise, "denoise", 0.0, 1.0, low_open=True))
-        if self.denoise <= 0.9999 and self.steps / self.denoise > MAX_SCHEDULE_STEPS:
-            levels = self.steps / self.denoise
+        steps = self.steps or 1
+        if self.denoise <= 0.9999 and steps / self.denoise > MAX_SCHEDULE_STEPS:
+            levels = steps / self.denoise
             raise DiffdiffError(
-                f"denoise {self.denoise:g} with {self.steps} steps would schedule {levels:.3g} noise levels "
+                f"denoise {self.denoise:g} with {steps} steps would schedule {levels:.3g} noise levels "
                 f"(at most {MAX_SCHEDULE_STEPS:,}); raise denoise or use fewer steps")
+
+    def for_family(self, family: str) -> Sampling:
+        """These settings with every unset one taken from the model family's defaults (and its guidance)."""
+        from ..models.families import FAMILY_TABLE
+
+        table = FAMILY_TABLE[family]
+        unset = {name: value for name, value in table.defaults.items() if getattr(self, name) is None}
+        if self.guidance is None and table.guidance is not None:
+            unset["guidance"] = table.guidance
+        return replace(self, **unset) if unset else self
 
     def seeds(self) -> list[int]:
         """The seed of each batch item."""
@@ -77,7 +97,10 @@ class Sampling(Part):
     def sampler_arguments(self) -> dict:
         """The keywords `diffdiff.sampling.sample` takes from here: every field but the CFG scale (the
         model's denoiser takes it) and the batch (the latent's size), with one seed per item."""
-        arguments = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("cfg", "batch")}
+        if self.steps is None:
+            raise ValueError("internal: sampling settings used before the family's defaults were applied")
+        arguments = {f.name: getattr(self, f.name) for f in fields(self)
+                     if f.name not in ("cfg", "batch", "guidance")}
         arguments["seed"] = self.seeds()
         return arguments
 

@@ -4,7 +4,7 @@ from keywords; the pipeline then runs it without checking anything again."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 from ..errors import DiffdiffError
 from . import checks
@@ -29,6 +29,13 @@ def split_keywords(keywords: dict, *parts: type[Part]) -> list[Part]:
         valid = ", ".join(sorted(keywords_for(*parts)))
         raise DiffdiffError(f"unknown option(s) {', '.join(sorted(remaining))}; valid options: {valid}")
     return built
+
+
+def with_family_defaults(request, family: str):
+    """`request` (edit, generate or upscale) with its unset sampling settings taken from the model family's
+    defaults; the request itself when none is unset."""
+    sampling = request.sampling.for_family(family)
+    return request if sampling is request.sampling else replace(request, sampling=sampling)
 
 
 def prompt_record(prompt: str, negative: str) -> dict:

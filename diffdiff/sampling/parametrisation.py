@@ -14,7 +14,7 @@ import math
 
 import torch
 
-KINDS = ("sd1", "sd2", "sd2-v", "sdxl", "sd3", "flux")
+KINDS = ("sd1", "sd2", "sd2-v", "sdxl", "sd3", "flux", "flux-schnell", "flux-fill", "z-image")
 
 
 def _sigma_like(sigma, ndim: int) -> torch.Tensor:
@@ -228,6 +228,20 @@ class Flux(FlowPrediction, FluxSchedule):
         FluxSchedule.__init__(self, shift)
 
 
+class FluxSchnell(Flux):
+    """Flux schnell: Flux's schedule with the fixed μ = 1 ComfyUI gives it."""
+
+    def __init__(self, shift: float = 1.0):
+        Flux.__init__(self, shift)
+
+
+class ZImageFlow(DiscreteFlow):
+    """Z-Image: shifted discrete flow, shift 3 and timestep(σ) = σ (multiplier 1)."""
+
+    def __init__(self, shift: float = 3.0, multiplier: float = 1.0):
+        DiscreteFlow.__init__(self, shift, multiplier)
+
+
 _FAMILIES = {
     "sd1": DiscreteEps,
     "sd2": DiscreteEps,
@@ -235,14 +249,18 @@ _FAMILIES = {
     "sdxl": DiscreteEps,
     "sd3": DiscreteFlow,
     "flux": Flux,
+    "flux-schnell": FluxSchnell,
+    "flux-fill": Flux,
+    "z-image": ZImageFlow,
 }
 
-ModelSampling = DiscreteEps | DiscreteV | DiscreteFlow | Flux
+ModelSampling = DiscreteEps | DiscreteV | DiscreteFlow | Flux  # FluxSchnell, ZImageFlow are subclasses
 
 
 def model_sampling(kind: str, **params) -> ModelSampling:
-    """The ``ModelSampling`` of a model family; params: sd3 ``shift`` (3.0), ``multiplier`` (1000); flux
-    ``shift`` (= μ, 1.15); discrete kinds ``linear_start`` / ``linear_end``."""
+    """The ``ModelSampling`` of a model family; params: sd3 ``shift`` (3.0), ``multiplier`` (1000); flux and
+    flux-fill ``shift`` (= μ, 1.15), flux-schnell (1.0); z-image ``shift`` (3.0), ``multiplier`` (1);
+    discrete kinds ``linear_start`` / ``linear_end``."""
     family = _FAMILIES.get(kind)
     if family is None:
         raise ValueError(f"unknown model kind {kind!r}; valid kinds: {', '.join(KINDS)}")

@@ -48,23 +48,27 @@ def _positive_int(value, name: str) -> int:
     return int(value)
 
 
-def axis_starts(size: int, tile: int, overlap: int) -> list[int]:
+def axis_starts(size: int, tile: int, overlap: int, align: int = 1) -> list[int]:
     """Start offsets of tiles of length `tile` covering 0..size with at least `overlap` shared, spread evenly.
 
     The first tile starts at 0 and the last ends exactly at `size`; a size <= tile gets one tile at 0.
+    Starts are multiples of `align` (size and tile are then multiples of it too), rounded down from the
+    even spread.
     """
     if size <= tile:
         return [0]
     count = math.ceil((size - overlap) / (tile - overlap))
     span = size - tile
-    return [round(i * span / (count - 1)) for i in range(count)]
+    return [round(i * span / (count - 1)) // align * align for i in range(count)]
 
 
-def plan_grid(height: int, width: int, tile: int | tuple[int, int], overlap: int = 0) -> list[Tile]:
+def plan_grid(height: int, width: int, tile: int | tuple[int, int], overlap: int = 0,
+              align: int = 1) -> list[Tile]:
     """Tiles of `tile` latent px (an int or (th, tw)) over a height×width grid, overlapping by >= `overlap`.
 
     Tiles are spread evenly so the last one in each direction is flush with the edge; a dimension smaller
-    than the tile gets one tile of its own size. Order: row by row, left to right.
+    than the tile gets one tile of its own size. Order: row by row, left to right. With `align` > 1 (the
+    network's patch: height, width and tile multiples of it) every tile starts at a multiple of `align`.
     """
     height = _positive_int(height, "height")
     width = _positive_int(width, "width")
@@ -78,8 +82,8 @@ def plan_grid(height: int, width: int, tile: int | tuple[int, int], overlap: int
     tile_h, tile_w = min(tile_h, height), min(tile_w, width)
     return [
         Tile(y, x, tile_h, tile_w)
-        for y in axis_starts(height, tile_h, overlap)
-        for x in axis_starts(width, tile_w, overlap)
+        for y in axis_starts(height, tile_h, overlap, align)
+        for x in axis_starts(width, tile_w, overlap, align)
     ]
 
 

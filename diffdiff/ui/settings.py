@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from ..errors import DiffdiffError
-from ..request import EditRequest
+from ..request import EditRequest, Sampling
 from ..request.parts import keyword_of
 from ..sampling import SAMPLERS, SCHEDULERS
 from ..sampling.gate import GATE_MODES
@@ -14,12 +14,14 @@ from ..sampling.gate import GATE_MODES
 TILE_CHOICES = ("auto", "off", "512", "768", "1024")
 
 
-def request_default(keyword: str):
-    """The default of an edit-request keyword, read from its option group."""
+def request_default(keyword: str, family: str = "sd1"):
+    """The default of an edit-request keyword, read from its option group; sampling settings the group
+    leaves to the model family take `family`'s."""
     for part in EditRequest.OPTION_GROUPS:
         for part_field in fields(part):
             if keyword_of(part_field) == keyword:
-                return getattr(part(), part_field.name)
+                defaults = part().for_family(family) if part is Sampling else part()
+                return getattr(defaults, part_field.name)
     raise KeyError(keyword)
 
 
