@@ -47,11 +47,11 @@ from ..errors import DiffdiffError
 from ..prompts.encoding import a1111_weighting, comfy_weighting
 from ..prompts.syntax import parse, split_lora_tags
 from .conditioning import Conditioning, PromptReading, _repeat, encode_text, pad_token_length
+from .families import FAMILY_TABLE
 
 SD3_T5_MIN_TOKENS = 77
 FLUX_T5_MIN_TOKENS = 256
 CLIP_L_WIDTH, CLIP_G_WIDTH, T5_WIDTH = 768, 1280, 4096  # ComfyUI's fillers when an encoder is absent
-FLOW_CLIP_SKIP = 2  # SD3 reads both CLIPs' penultimate layer
 Z_IMAGE_TEMPLATE = "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n"
 EMBEDDING_WORD = re.compile(r"(?<!\S)embedding:[^\s,]+")
 
@@ -161,7 +161,7 @@ def encode_sd3(tokenizers, text_encoders, prompt: str, negative: str = "", *, ba
     """SD3 / SD3.5 conditioning from (CLIP-L, CLIP-G, T5) tokenizers and encoders (any encoder may be None):
     embeds (B, 77·k + T, 4096), pooled (B, 2048), masks (B, ·)."""
     reading = reading or PromptReading()
-    clip_skip = reading.clip_skip or FLOW_CLIP_SKIP
+    clip_skip = reading.clip_skip or FAMILY_TABLE["sd3"].clip_skip  # both CLIPs' penultimate layer
     tok_l, tok_g, tok_t5 = _parts(tokenizers, 3, "SD3")
     enc_l, enc_g, enc_t5 = _parts(text_encoders, 3, "SD3")
     width = int(enc_t5.config.d_model) if enc_t5 is not None else T5_WIDTH
