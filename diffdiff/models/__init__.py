@@ -1,10 +1,11 @@
-"""Model loading (SD1.x, SD2.x eps/v, SDXL), prompt conditioning and the model end of the denoiser chain."""
+"""Model loading (SD1.x, SD2.x eps/v, SDXL, SD3/3.5, Flux.1 dev/schnell/Fill, Z-Image), prompt conditioning
+and the model end of the denoiser chain."""
 
 from .conditioning import Conditioning
 from .loaded import LoadedModel
-from .loading import load_model
+from .loading import family_of, load_model
 
-__all__ = ["Conditioning", "LoadedModel", "load_model", "make_tiny_model"]
+__all__ = ["Conditioning", "LoadedModel", "family_of", "load_model", "make_tiny_model"]
 
 
 def __getattr__(name):

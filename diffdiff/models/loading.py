@@ -16,7 +16,7 @@ from ..errors import DiffdiffError
 from .device import resolve_device
 from .families import TEXT_COMPONENTS, check_prediction, family_of_folder, resolve_family
 from .flow_layout import detect_flow_family
-from .flow_loading import flow_family_of_folder, load_flow_file, load_flow_folder
+from .flow_loading import check_flow_family, flow_family_of_folder, load_flow_file, load_flow_folder
 from .folder import load_folder_modules, load_vae_folder
 from .hub import cached_snapshot, is_local_path
 from .loaded import LoadedModel
@@ -102,8 +102,7 @@ def quiet_libraries():
 def _load_file(path, family, prediction, vae, text_encoders, device, precision: Precision,
                allow_pickle) -> LoadedModel:
     state_dict, metadata = read_checkpoint(path, allow_pickle=allow_pickle)
-    shapes = {key: tuple(tensor.shape) for key, tensor in state_dict.items()}
-    flow = detect_flow_family(shapes.keys(), shapes.__getitem__)
+    flow = flow_family_of_file(state_dict)
     if flow is not None:
         check_prediction(prediction)
         modules = load_flow_file(state_dict, metadata, flow, family=family, text_encoders=text_encoders,
@@ -163,6 +162,36 @@ def hash_file_of_folder(folder: Path) -> Path | None:
 def _first_weights(folder: Path) -> Path | None:
     files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
     return files[0] if files else None
+
+
+def family_of(source, *, family=None, prediction=None, allow_pickle=False) -> str:
+    """The family `load_model(source, ...)` gives, read from tensor names and shapes (a .safetensors file is
+    memory-mapped, no tensor is read but the one of SD2's v-prediction test) or a folder's configs; nothing
+    is built."""
+    source_text = str(source)
+    path = Path(source_text).expanduser()
+    if not path.exists() and not is_local_path(source_text):
+        path = cached_snapshot(source_text)
+    if path.is_dir():
+        if not (path / "model_index.json").is_file():
+            raise DiffdiffError(f"{path} is not a diffusers folder (no model_index.json)")
+        flow = flow_family_of_folder(path)
+        if flow is not None:
+            return check_flow_family(flow, family)
+        return family_of_folder(path, family=family, prediction=prediction)
+    state_dict, metadata = read_checkpoint(path, allow_pickle=allow_pickle)
+    flow = flow_family_of_file(state_dict)
+    if flow is not None:
+        return check_flow_family(flow, family)
+    state_dict = normalise_keys(state_dict)
+    return resolve_family(state_dict.keys(), state_dict.__getitem__, family=family, prediction=prediction,
+                          header_family=metadata.get(FAMILY_METADATA_KEY))
+
+
+def flow_family_of_file(state_dict: dict) -> str | None:
+    """The flow family a checkpoint's tensor names and shapes show, or None (a UNet family's file)."""
+    shapes = {key: tuple(tensor.shape) for key, tensor in state_dict.items()}
+    return detect_flow_family(shapes.keys(), shapes.__getitem__)
 
 
 def _refuse_text_encoders(text_encoders) -> None:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from ..errors import DiffdiffError
 
+FAMILY_OPTIONS = ("family", "prediction", "allow_pickle")  # the load options that decide a family
+
 
 def _is_model(path: Path) -> bool:
     return path.suffix == ".safetensors" and path.is_file() or (path / "model_index.json").is_file()
@@ -46,18 +48,31 @@ class ModelShelf:
         names = self.names()
         return names[0] if names else None
 
-    def get(self, name: str | None = None):
-        """The loaded model called `name` (default: the first offered)."""
+    def family(self, name: str | None = None) -> str:
+        """The family of the model called `name` (default: the first offered), read from its tensor names
+        or configs without loading it."""
+        from ..models import family_of
+
+        path = self._path(name)
+        return family_of(path, **{k: v for k, v in self._load_options.items() if k in FAMILY_OPTIONS})
+
+    def _path(self, name: str | None) -> Path:
         name = name or self.default_name()
         paths = self._paths()
         if name not in paths:
             offered = ", ".join(paths) or "none (start with --model FILE or --models-dir DIR)"
             raise DiffdiffError(f"unknown model {name!r}; the page offers: {offered}")
+        return paths[name]
+
+    def get(self, name: str | None = None):
+        """The loaded model called `name` (default: the first offered)."""
+        name = name or self.default_name()
+        path = self._path(name)
         with self.lock:
             if self._loaded is None or self._loaded[0] != name:
                 self._loaded = None  # free the last model before loading the next
                 loader = self._loader
                 if loader is None:
                     from ..models import load_model as loader
-                self._loaded = (name, loader(paths[name], **self._load_options))
+                self._loaded = (name, loader(path, **self._load_options))
             return self._loaded[1]

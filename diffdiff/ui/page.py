@@ -16,7 +16,7 @@ from .canvas import UPLOAD_ELEM_ID, strength_canvas
 from .handlers import Outcome
 from .jobs import JobCancelled
 from .map_tools import MAP_TOOLS
-from .settings import SETTING_KEYWORDS, SETTINGS, control_values
+from .settings import FAMILY_SETTINGS, SETTING_KEYWORDS, SETTINGS, control_values, family_control_values
 
 TITLE = "diffdiff: paint where to change"
 HELP = ("Upload, drop or paste an image, then paint on it: the brush value **is** the strength "
@@ -145,6 +145,9 @@ def build_page(studio) -> gr.Blocks:
         _wire_results(studio, state, grid, keep, discard, use_as_input, download, kept, slider, image_path,
                       image_url)
         history.select(_restore, [state], [prompt, negative, model, *controls], queue=False)
+        family_controls = [controls[SETTINGS.index(setting)] for setting in FAMILY_SETTINGS]
+        model.input(_family_defaults(studio), model, family_controls, queue=False, api_visibility="private")
+        page.load(_family_defaults(studio), model, family_controls, queue=False, api_visibility="private")
         gr.api(_api(studio), api_name="edit", concurrency_limit=1, concurrency_id="edit")
     return page
 
@@ -199,6 +202,18 @@ def _runner(studio):
             raise shown(exc) from None
 
     return run
+
+
+def _family_defaults(studio):
+    """The sampler, scheduler, steps and CFG of the chosen model's family (read from its file, not loaded);
+    the controls stay as they are when the family cannot be told."""
+    def defaults(model_name):
+        try:
+            return family_control_values(studio.shelf.family(model_name))
+        except DiffdiffError:
+            return [gr.skip()] * len(FAMILY_SETTINGS)
+
+    return defaults
 
 
 def _submitter(studio):

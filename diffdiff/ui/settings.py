@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from ..errors import DiffdiffError
+from ..models.families import UNET_DEFAULTS
 from ..request import EditRequest, Sampling
 from ..request.parts import keyword_of
 from ..sampling import SAMPLERS, SCHEDULERS
@@ -40,7 +41,11 @@ class Setting:
 
     @property
     def default(self):
-        value = request_default(self.keyword)
+        return self.default_for("sd1")
+
+    def default_for(self, family: str):
+        """The control's value for a model of `family` (sampling settings differ between families)."""
+        value = request_default(self.keyword, family)
         return str(value) if self.kind == "choice" else value
 
     def read(self, value):
@@ -69,6 +74,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("composite", "Composite (keep untouched pixels exact)", "check"),
 )
 SETTING_KEYWORDS = tuple(setting.keyword for setting in SETTINGS)
+# The controls whose defaults depend on the model's family (sampler, scheduler, steps, CFG).
+FAMILY_SETTINGS = tuple(setting for setting in SETTINGS if setting.keyword in UNET_DEFAULTS)
+
+
+def family_control_values(family: str) -> list:
+    """The FAMILY_SETTINGS controls' values for a model of `family`."""
+    return [setting.default_for(family) for setting in FAMILY_SETTINGS]
 
 
 def request_keywords(values) -> dict:
