@@ -148,3 +148,47 @@ def test_python_api_edits_and_generates_from_a_folder(tiny, family):
     assert result.settings.get("inpainting_model", False) == (family == "flux-fill")
     generated = generate("a lake", model=model, width=40, height=24, steps=2)
     assert generated.images[0].size == (40, 24)
+
+
+def test_skip_layer_guidance_follows_comfyuis_formula_in_its_window(tiny):
+    """x0 + scale·(x0_cond − x0_cond with blocks skipped) for σ in (σ at 15 %, σ at 1 %], else x0 unchanged;
+    the skipped branch computed here straight from the transformer."""
+    from diffdiff.models.networks import SD3Network
+
+    model = load_model(tiny["models"]["sd3"]["folder"], device="cpu", dtype="fp32")
+    conditioning = model.encode_prompt("a red boat", "blurry")
+    plain = model.denoiser(conditioning, cfg=2.0)
+    guided = model.denoiser(conditioning, cfg=2.0, skip_layer_guidance=(3.0, (1,)))
+    ms = model.model_sampling
+    inside, outside = ms.percent_to_sigma(0.05), ms.percent_to_sigma(0.5)
+    x = torch.randn(1, 16, 6, 8, generator=torch.Generator().manual_seed(0))
+    sigma = torch.tensor([inside])
+    kwargs = conditioning.network_kwargs()
+    with torch.no_grad():
+        output = SD3Network(model.network)(ms.calculate_input(sigma, x), ms.timestep(sigma), skip_layers=[1],
+                                           **kwargs)
+        skipped = ms.calculate_denoised(sigma, output, x)
+        cond = plain.inner(x, sigma, **kwargs)
+    expected = plain(x, sigma) + 3.0 * (cond - skipped)
+    assert (cond - skipped).abs().max() > 1e-4  # skipping the block changes the prediction
+    torch.testing.assert_close(guided(x, sigma), expected, rtol=0, atol=1e-5)
+    torch.testing.assert_close(guided(x, torch.tensor([outside])), plain(x, torch.tensor([outside])),
+                               rtol=0, atol=0)
+    with pytest.raises(DiffdiffError, match="SD3"):
+        flux = load_model(tiny["models"]["flux"]["file"], device="cpu")
+        flux.denoiser(conditioning, 1.0, skip_layer_guidance=(3.0, (1,)))
+
+
+def test_slg_flags_reach_the_settings(tiny, tmp_path, capsys):
+    out = tmp_path / "out.png"
+    model = tiny["models"]["sd3"]["file"]
+    argv = ["edit", str(tiny["image"]), "--map", str(tiny["map"]), "--model", str(model),
+            "--prompt", "a lake", "--steps", "3", "--slg", "2.5", "--quiet",
+            "--slg-layers", "0, 1", "-o", str(out)]
+    assert main(argv) == 0, capsys.readouterr().err
+    settings = json.loads(Image.open(out).text["diffdiff"])
+    assert settings["slg"] == 2.5 and settings["slg_layers"] == [0, 1]
+    bad = argv[:-4] + ["--slg-layers", "seven", "-o", str(tmp_path / "bad.png")]
+    assert "--slg" in bad and "0, 1" not in bad
+    assert main(bad) == 2
+    assert "slg layers" in capsys.readouterr().err

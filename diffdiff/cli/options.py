@@ -34,6 +34,10 @@ def add_sampling_options(parser: argparse.ArgumentParser, *, denoise: bool = Fal
                        "7 for SD1/SD2/SDXL, 1 = off for Flux and Z-Image)")
     group.add_argument("--guidance", type=float, help="distilled guidance of networks that embed it "
                        "(default: Flux dev 3.5, Flux Fill 30)")
+    group.add_argument("--slg", type=float, default=0.0, metavar="SCALE",
+                       help="SD3/SD3.5 skip-layer guidance scale (0 = off; ComfyUI's node uses 3)")
+    group.add_argument("--slg-layers", default="7,8,9", metavar="N,N",
+                       help="the MMDiT blocks skip-layer guidance skips (default 7,8,9)")
     group.add_argument("--seed", type=int, default=0, help="noise seed (image k of a batch uses seed + k)")
     if denoise:
         group.add_argument("--denoise", type=float, default=1.0, help="overall strength scale in (0, 1]")

@@ -101,19 +101,23 @@ class CFGDenoiser:
     for SDXL, `added_cond_kwargs`). A call's `concat` (inpainting inputs, one per item of x) goes to both
     halves. Counts inner calls in `inner_calls`.
 
+    `post_cfg(guided, x0_cond, sigma, run_cond)`, when given, adjusts the guided x0 after CFG (skip-layer
+    guidance); `run_cond(**network_keywords)` runs the conditional branch again with extra keywords.
+
     `with_uncond=True` (asked by the CFG++ samplers) returns cat([guided x0, uncond x0], dim=1),
     (B, 2C, h, w), from the same one batched call, also at cfg = 1 (ComfyUI's disable_cfg1_optimization;
     the guided x0 is then uncond + 1·(cond − uncond), as ComfyUI computes it). Without an uncond
     conditioning it returns x0 alone (C channels), which the samplers read as uncond = x0.
     """
 
-    def __init__(self, inner, cond: dict, uncond: dict | None, cfg: float):
+    def __init__(self, inner, cond: dict, uncond: dict | None, cfg: float, post_cfg=None):
         if cfg != 1.0 and uncond is None:
             raise ValueError("cfg != 1 needs an unconditional (negative) conditioning")
         self.inner = inner
         self.cond = cond
         self.uncond = uncond
         self.cfg = float(cfg)
+        self.post_cfg = post_cfg
         self.model_sampling = getattr(inner, "model_sampling", None)
         self.inner_calls = 0
 
@@ -124,15 +128,25 @@ class CFGDenoiser:
             sigma = sigma.expand(batch)
         self.inner_calls += 1
         extra = {} if concat is None else {"concat": concat}
-        if self.uncond is None or (self.cfg == 1.0 and not with_uncond):
-            return self.inner(x, sigma, **_expand_kwargs(self.cond, batch), **extra)
         cond = _expand_kwargs({**self.cond, **extra}, batch)
+        if self.uncond is None or (self.cfg == 1.0 and not with_uncond):
+            x0_cond = self.inner(x, sigma, **cond)
+            return self._post(x0_cond, x0_cond, x, sigma, cond)
         uncond = _expand_kwargs({**self.uncond, **extra}, batch)
         both = _concat_kwargs(cond, uncond)
         x0 = self.inner(torch.cat([x, x]), torch.cat([sigma, sigma]), **both)
         x0_cond, x0_uncond = x0.chunk(2)
-        guided = x0_uncond + self.cfg * (x0_cond - x0_uncond)
+        guided = self._post(x0_uncond + self.cfg * (x0_cond - x0_uncond), x0_cond, x, sigma, cond)
         return torch.cat([guided, x0_uncond], dim=1) if with_uncond else guided
+
+    def _post(self, guided, x0_cond, x, sigma, cond):
+        """`post_cfg(guided, x0_cond, sigma, run_cond)` when given (skip-layer guidance), else `guided`."""
+        if self.post_cfg is None:
+            return guided
+        def run_cond(**network):
+            return self.inner(x, sigma, **cond, **network)
+
+        return self.post_cfg(guided, x0_cond, sigma, run_cond)
 
 
 def _expand_kwargs(kwargs: dict, batch: int) -> dict:

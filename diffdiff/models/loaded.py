@@ -7,11 +7,13 @@ import hashlib
 from functools import lru_cache
 from pathlib import Path
 
+from ..errors import DiffdiffError
 from .conditioning import Conditioning, PromptReading, encode_sd, encode_sdxl
 from .denoiser import CFGDenoiser, ParametrisedNetwork
 from .families import FAMILY_TABLE, base_family
 from .networks import network_adapter
 from .precision import Precision
+from .skip_layers import SkipLayerGuidance
 from .vae import VaeCodec
 
 
@@ -146,13 +148,21 @@ class LoadedModel:
             return model_sampling(self.family, shift=flux_mu(width, height))
         return self.model_sampling
 
-    def denoiser(self, conditioning: Conditioning, cfg: float, guidance: float | None = None) -> CFGDenoiser:
+    def denoiser(self, conditioning: Conditioning, cfg: float, guidance: float | None = None,
+                 skip_layer_guidance: tuple | None = None) -> CFGDenoiser:
         """`denoiser(x, sigma, **kw) -> x0`: CFG over the parametrised network (uncond skipped at cfg 1);
-        `guidance` is the distilled guidance of networks that embed one (default: the family's)."""
+        `guidance` is the distilled guidance of networks that embed one (default: the family's);
+        `skip_layer_guidance` (scale, blocks) is SD3's (`skip_layers.SkipLayerGuidance`)."""
         family = FAMILY_TABLE[self.family]
+        post_cfg = None
+        if skip_layer_guidance is not None:
+            if family.network != "sd3":
+                raise DiffdiffError(f"skip-layer guidance (--slg) is for SD3 / SD3.5, not {self.family}")
+            scale, layers = skip_layer_guidance
+            post_cfg = SkipLayerGuidance(scale, layers, self.model_sampling)
         module = self.network if self._compiled is None else self._compiled
         guidance = guidance if guidance is not None else family.guidance
         adapter = network_adapter(family.network, module, guidance)
         network = ParametrisedNetwork(adapter, self.model_sampling)
         uncond = conditioning.network_kwargs(negative=True)  # given at cfg 1 too: the CFG++ samplers run it
-        return CFGDenoiser(network, conditioning.network_kwargs(), uncond, cfg)
+        return CFGDenoiser(network, conditioning.network_kwargs(), uncond, cfg, post_cfg)

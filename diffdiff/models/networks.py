@@ -22,6 +22,8 @@ items run one by one, as ComfyUI runs a prompt and its negative of different len
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -102,7 +104,8 @@ class UNetNetwork:
 
 class PooledTextNetwork:
     """What SD3's and Flux's adapters share: a caption and a pooled text vector per item, 2×2 patches;
-    `_run(model_input, timestep, concat, context, pooled_projections)` is each one's own call."""
+    `_run(model_input, timestep, concat, context, pooled_projections)` is each one's own call (SD3's also
+    takes `skip_layers`)."""
 
     patch = 2
 
@@ -110,18 +113,23 @@ class PooledTextNetwork:
         self.module = transformer
 
     def __call__(self, model_input, timestep, concat=None, *, encoder_hidden_states, pooled_projections,
-                 text_mask=None, **unused):
-        return by_caption(self._run, model_input, timestep, concat, encoder_hidden_states, text_mask,
+                 text_mask=None, skip_layers=None, **unused):
+        run = self._run
+        if skip_layers is not None:
+            run = functools.partial(self._run, skip_layers=list(skip_layers))
+        return by_caption(run, model_input, timestep, concat, encoder_hidden_states, text_mask,
                           pooled_projections=pooled_projections)
 
 
 class SD3Network(PooledTextNetwork):
-    """A diffusers SD3Transformer2DModel (SD3, SD3.5)."""
+    """A diffusers SD3Transformer2DModel (SD3, SD3.5); `skip_layers` (block numbers) runs it with those
+    blocks passed through (skip-layer guidance)."""
 
-    def _run(self, model_input, timestep, concat, context, pooled_projections):
+    def _run(self, model_input, timestep, concat, context, pooled_projections, skip_layers=None):
         height, width = model_input.shape[-2:]
         output = self.module(hidden_states=pad_to_multiple(model_input, self.patch), timestep=timestep,
-                             encoder_hidden_states=context, pooled_projections=pooled_projections).sample
+                             encoder_hidden_states=context, pooled_projections=pooled_projections,
+                             skip_layers=skip_layers).sample
         return output[..., :height, :width]
 
 

@@ -55,10 +55,14 @@ def sampling_of(model, size: tuple[int, int]):
 
 
 def model_denoiser(model, conditioning: Conditioning, sampling: Sampling):
-    """The model's denoiser for the run's CFG scale, with the distilled guidance when one is asked for."""
-    if sampling.guidance is None:
-        return model.denoiser(conditioning, sampling.cfg)
-    return model.denoiser(conditioning, sampling.cfg, guidance=sampling.guidance)
+    """The model's denoiser for the run's CFG scale, with the distilled guidance and the skip-layer
+    guidance when they are asked for."""
+    extra = {}
+    if sampling.guidance is not None:
+        extra["guidance"] = sampling.guidance
+    if sampling.slg:
+        extra["skip_layer_guidance"] = (sampling.slg, sampling.slg_layers)
+    return model.denoiser(conditioning, sampling.cfg, **extra)
 
 
 def encode_prompts(model, prompts: list[tuple[str, str]], size: tuple[int, int],

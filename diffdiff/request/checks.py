@@ -38,6 +38,18 @@ def count(value, what: str, low: int = 1, high: int = 10_000) -> int:
     return int(value)
 
 
+def layer_list(value, what: str) -> tuple[int, ...]:
+    """Network block numbers: "7, 8, 9" or a sequence of non-negative integers; at least one."""
+    items = value.replace(",", " ").split() if isinstance(value, str) else value
+    try:
+        layers = tuple(count(int(item) if isinstance(item, str) else item, what, 0, 1000) for item in items)
+    except (TypeError, ValueError):
+        raise DiffdiffError(f"{what} must be block numbers such as 7,8,9; got {value!r}") from None
+    if not layers:
+        raise DiffdiffError(f"{what} must name at least one block; got {value!r}")
+    return layers
+
+
 def flag(value, what: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise DiffdiffError(f"{what} must be True or False; got {value!r}")

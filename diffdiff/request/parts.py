@@ -46,9 +46,10 @@ class Part:
 @dataclass(frozen=True)
 class Sampling(Part):
     """How the sampler runs: ComfyUI's sampler and scheduler names, steps, CFG scale, seed, overall
-    denoise, the batch (item k uses seed + k) and the distilled `guidance` of networks that embed one
-    (Flux dev and Fill). Sampler, scheduler, steps, CFG and guidance left None take the model family's
-    defaults when the model is known (`for_family`)."""
+    denoise, the batch (item k uses seed + k), the distilled `guidance` of networks that embed one (Flux
+    dev and Fill) and SD3's skip-layer guidance (`slg` scale, 0 = off, over the blocks `slg_layers`).
+    Sampler, scheduler, steps, CFG and guidance left None take the model family's defaults when the model
+    is known (`for_family`)."""
 
     sampler: str | None = None
     scheduler: str | None = None
@@ -58,6 +59,8 @@ class Sampling(Part):
     denoise: float = 1.0
     batch: int = 1
     guidance: float | None = None
+    slg: float = 0.0
+    slg_layers: tuple[int, ...] = (7, 8, 9)
 
     def __post_init__(self):
         if self.sampler is not None:
@@ -70,6 +73,8 @@ class Sampling(Part):
             self._set("cfg", checks.number(self.cfg, "cfg", 0.0, 100.0))
         if self.guidance is not None:
             self._set("guidance", checks.number(self.guidance, "guidance", 0.0, 100.0))
+        self._set("slg", checks.number(self.slg, "slg", 0.0, 10.0))
+        self._set("slg_layers", checks.layer_list(self.slg_layers, "slg layers"))
         self._set("batch", checks.count(self.batch, "batch", 1, 64))
         self._set("seed", checks.count(self.seed, "seed", 0, MAX_SEED - (self.batch - 1)))
         self._set("denoise", checks.number(self.denoise, "denoise", 0.0, 1.0, low_open=True))
@@ -100,7 +105,7 @@ class Sampling(Part):
         if self.steps is None:
             raise ValueError("internal: sampling settings used before the family's defaults were applied")
         arguments = {f.name: getattr(self, f.name) for f in fields(self)
-                     if f.name not in ("cfg", "batch", "guidance")}
+                     if f.name not in ("cfg", "batch", "guidance", "slg", "slg_layers")}
         arguments["seed"] = self.seeds()
         return arguments
 
