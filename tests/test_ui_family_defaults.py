@@ -72,3 +72,25 @@ def test_choosing_a_flux_model_on_the_page_sets_its_defaults_and_runs(shelf_fold
         assert (settings["family"], settings["steps"], settings["cfg"]) == ("flux-schnell", 4, 1.0)
     finally:
         running.close()
+
+
+def test_the_http_api_takes_the_models_family_defaults(shelf_folder, tmp_path):
+    from gradio_client import Client, handle_file
+
+    picture = tmp_path / "picture.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (32, 48, 3), dtype=np.uint8)).save(picture)
+    Image.fromarray(np.full((32, 48), 200, np.uint8)).save(tmp_path / "map.png")
+    studio = Studio(ModelShelf(None, shelf_folder, device="cpu"), tmp_path / "out")
+    running = launch(studio, "127.0.0.1", _free_port(), block=False, quiet=True)
+    try:
+        client = Client(running.local_url, verbose=False, download_files=str(tmp_path))
+        cases = (("b-schnell", ("flux-schnell", 4, 1.0)), ("a-sd1.safetensors", ("sd1", 2, 7.0)))
+        for model, expected in cases:
+            steps = {} if model == "b-schnell" else {"steps": 2}
+            files = client.predict(handle_file(str(picture)), handle_file(str(tmp_path / "map.png")),
+                                   "a boat", model=model, api_name="/edit", **steps)
+            written = files[0]["path"] if isinstance(files[0], dict) else files[0]
+            settings = json.loads(Image.open(written).text["diffdiff"])
+            assert (settings["family"], settings["steps"], settings["cfg"]) == expected
+    finally:
+        running.close()

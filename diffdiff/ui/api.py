@@ -1,6 +1,7 @@
 """The page's HTTP endpoint `/edit` (Gradio's API, so `gradio_client` calls it): an image file, a map
 file, the prompts and the same settings as the page, with the page's defaults; returns the PNGs.
-Its signature is built from `settings.SETTINGS`, so the endpoint offers exactly what the page does."""
+Its signature is built from `settings.SETTINGS`, so the endpoint offers exactly what the page does. The
+sampler, scheduler, steps and CFG default to None: the chosen model's family defaults."""
 
 from __future__ import annotations
 
@@ -14,12 +15,14 @@ FIXED = (("image", FileData, inspect.Parameter.empty), ("strength_map", FileData
 
 def make_api_edit(studio):
     """`edit(image, strength_map, prompt, negative="", model="", <every setting>) -> list of PNG files`."""
-    from .settings import SETTINGS
+    from .settings import FAMILY_SETTINGS, SETTINGS
 
     kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
     parameters = [inspect.Parameter(name, kind, default=default, annotation=annotation)
                   for name, annotation, default in FIXED]
-    parameters += [inspect.Parameter(s.keyword, kind, default=s.default, annotation=type(s.default))
+    parameters += [inspect.Parameter(s.keyword, kind, default=None, annotation=type(s.default) | None)
+                   if s in FAMILY_SETTINGS else
+                   inspect.Parameter(s.keyword, kind, default=s.default, annotation=type(s.default))
                    for s in SETTINGS]
     signature = inspect.Signature(parameters, return_annotation=list[FileData])
 
@@ -30,6 +33,7 @@ def make_api_edit(studio):
         values.apply_defaults()
         given = dict(values.arguments)
         settings = {s.keyword: given.pop(s.keyword) for s in SETTINGS}
+        settings = {keyword: value for keyword, value in settings.items() if value is not None}
         try:
             outcome = studio.edit_files(_path(given["image"]), _path(given["strength_map"]), given["prompt"],
                                         given["negative"], given["model"], settings)
