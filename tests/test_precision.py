@@ -94,3 +94,22 @@ def test_a_load_follows_the_policy_and_the_settings_record_it(tiny_sd1_file, mon
     assert model.unet.dtype == F32 and model.vae.dtype == F32
     asked = load_model(tiny_sd1_file, device="cpu", dtype="fp16")
     assert asked.unet.dtype == F16 and asked.vae.dtype == F32
+
+
+@pytest.mark.parametrize("family, capabilities, network", [
+    ("flux", Capabilities("cuda", bf16=True, fp16=True), BF16),  # Flux overflows fp16 where bf16 exists
+    ("flux", Capabilities("cuda", fp16=True), F16),  # Turing: fp16 is Flux's second choice
+    ("z-image", Capabilities("cuda", bf16=True, fp16=True), BF16),
+    ("z-image", Capabilities("cuda", fp16=True), F32),  # Z-Image runs in bf16 only
+    ("z-image", Capabilities("mps", fp16=True), F32),
+    ("sd3", Capabilities("cuda", bf16=True, fp16=True), F16),
+    ("sdxl", Capabilities("cuda", bf16=True, fp16=True), F16),
+    ("flux-schnell", Capabilities("cpu", bf16=True), BF16),
+    ("flux", Capabilities("cpu"), F32),
+])
+def test_each_family_gets_its_own_half_precision(family, capabilities, network):
+    from diffdiff.models.families import FAMILY_TABLE
+
+    chosen = choose_precision(capabilities, None, FAMILY_TABLE[family].half_precisions)
+    assert chosen.network == network and chosen.reason
+    assert choose_precision(capabilities, "fp32", FAMILY_TABLE[family].half_precisions).network == F32

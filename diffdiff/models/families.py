@@ -24,8 +24,9 @@ class Family:
     folder components), the text layer they read by default (CLIP skip, A1111's numbering: 1 = the last
     layer), what the network predicts, which network it is (`network`: "unet", or the flow transformer
     "sd3" | "flux" | "z-image", which `flow_networks` calls), the sampler settings a run uses unless told
-    otherwise (`defaults`), the distilled guidance its network embeds (`guidance`, None = none) and the
-    diffusers pipeline class of its folders."""
+    otherwise (`defaults`), the distilled guidance its network embeds (`guidance`, None = none), the
+    diffusers pipeline class of its folders and the half precisions its network runs in, preferred first
+    (`half_precisions`: Flux overflows fp16 where bf16 is there, Z-Image runs in bf16 only)."""
 
     name: str
     native_size: int  # pixels per side of the training images
@@ -36,10 +37,12 @@ class Family:
     defaults: dict = field(default_factory=lambda: dict(UNET_DEFAULTS))
     guidance: float | None = None
     pipeline: str = ""
+    half_precisions: tuple[str, ...] = ("fp16", "bf16")
 
 
 UNET_DEFAULTS = {"sampler": "euler", "scheduler": "normal", "steps": 20, "cfg": 7.0}
 FLOW_ENCODERS = ("text_encoder", "text_encoder_2")
+FLUX_HALF = ("bf16", "fp16")  # ComfyUI's order for Flux: bf16 first
 
 FAMILY_TABLE = {family.name: family for family in (
     Family("sd1", 512, ("text_encoder",), "eps", pipeline="StableDiffusionPipeline"),
@@ -52,16 +55,16 @@ FAMILY_TABLE = {family.name: family for family in (
            pipeline="StableDiffusion3Pipeline"),
     Family("flux", 1024, FLOW_ENCODERS, "flow", network="flux", guidance=3.5,
            defaults={"sampler": "euler", "scheduler": "simple", "steps": 20, "cfg": 1.0},
-           pipeline="FluxPipeline"),
+           pipeline="FluxPipeline", half_precisions=FLUX_HALF),
     Family("flux-schnell", 1024, FLOW_ENCODERS, "flow", network="flux",
            defaults={"sampler": "euler", "scheduler": "simple", "steps": 4, "cfg": 1.0},
-           pipeline="FluxPipeline"),
+           pipeline="FluxPipeline", half_precisions=FLUX_HALF),
     Family("flux-fill", 1024, FLOW_ENCODERS, "flow", network="flux", guidance=30.0,
            defaults={"sampler": "euler", "scheduler": "simple", "steps": 20, "cfg": 1.0},
-           pipeline="FluxFillPipeline"),
+           pipeline="FluxFillPipeline", half_precisions=FLUX_HALF),
     Family("z-image", 1024, ("text_encoder",), "flow", network="z-image",
            defaults={"sampler": "res_multistep", "scheduler": "simple", "steps": 9, "cfg": 1.0},
-           pipeline="ZImagePipeline"),
+           pipeline="ZImagePipeline", half_precisions=("bf16",)),
 )}
 FAMILIES = tuple(FAMILY_TABLE)
 UNET_FAMILIES = tuple(name for name, family in FAMILY_TABLE.items() if family.network == "unet")

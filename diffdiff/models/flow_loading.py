@@ -45,9 +45,12 @@ def vae_config_folder(family: str) -> Path:
     return SHIPPED_CONFIGS / ("sd3-vae" if family == "sd3" else "flux-vae")
 
 
-def check_flow_family(detected: str, family: str | None) -> str:
+def check_flow_family(detected: str, family: str | None, prediction: str | None = None) -> str:
     """The detected family, or the `family=` override when it names the same network with the same inputs
-    (flux ↔ flux-schnell; Fill's inputs are its own)."""
+    (flux ↔ flux-schnell; Fill's inputs are its own). A `prediction=` override does not apply: every flow
+    family predicts the flow velocity."""
+    if prediction is not None:
+        raise DiffdiffError(f"--prediction applies to SD2 checkpoints; this one is {detected} (flow)")
     if family is None:
         return detected
     fill_mismatch = (family == "flux-fill") != (detected == "flux-fill")

@@ -14,7 +14,7 @@ import torch
 
 from ..errors import DiffdiffError
 from .device import resolve_device
-from .families import TEXT_COMPONENTS, check_prediction, family_of_folder, resolve_family
+from .families import FAMILY_TABLE, TEXT_COMPONENTS, check_prediction, family_of_folder, resolve_family
 from .flow_layout import detect_flow_family
 from .flow_loading import check_flow_family, flow_family_of_folder, load_flow_file, load_flow_folder
 from .folder import load_folder_modules, load_vae_folder
@@ -48,17 +48,22 @@ def load_model(source, *, family=None, prediction=None, vae=None, text_encoders=
     text encoders or network); `vae` is an optional separate VAE file (.safetensors, ldm or diffusers
     layout) or diffusers VAE folder; `text_encoders` the files of text encoders a flow-family checkpoint
     does not hold (each recognised by its tensors: CLIP-L, CLIP-G, T5-XXL, Qwen3); `device`
-    "auto|cpu|cuda|mps"; `dtype` fp16|bf16|fp32 overrides the precision the device's capabilities choose
-    (`precision.choose_precision`); `compile` runs the network through
-    torch.compile (`LoadedModel.compile`).
+    "auto|cpu|cuda|mps"; `dtype` fp16|bf16|fp32 overrides the precision the device's capabilities and the
+    family choose (`precision.choose_precision`); `compile` runs the network through torch.compile
+    (`LoadedModel.compile`).
     """
     check_prediction(prediction)
     torch_device = resolve_device(device)
-    precision = choose_precision(device_capabilities(torch_device), dtype)
+    capabilities = device_capabilities(torch_device)
+    choose_precision(capabilities, dtype)  # an unknown dtype is refused before anything is read
+
+    def precision_for(family: str) -> Precision:
+        return choose_precision(capabilities, dtype, FAMILY_TABLE[family].half_precisions)
+
     source_text = str(source)
     path = Path(source_text).expanduser()
     loading = dict(family=family, prediction=prediction, vae=vae, text_encoders=list(text_encoders or ()),
-                   device=torch_device, precision=precision, allow_pickle=allow_pickle)
+                   device=torch_device, precision_for=precision_for, allow_pickle=allow_pickle)
     with quiet_libraries():
         model = _load(source_text, path, loading)
     if compile:
@@ -99,12 +104,13 @@ def quiet_libraries():
             transformers_logging.enable_progress_bar()
 
 
-def _load_file(path, family, prediction, vae, text_encoders, device, precision: Precision,
+def _load_file(path, family, prediction, vae, text_encoders, device, precision_for,
                allow_pickle) -> LoadedModel:
     state_dict, metadata = read_checkpoint(path, allow_pickle=allow_pickle)
     flow = flow_family_of_file(state_dict)
     if flow is not None:
-        check_prediction(prediction)
+        family = check_flow_family(flow, family, prediction)
+        precision = precision_for(family)
         modules = load_flow_file(state_dict, metadata, flow, family=family, text_encoders=text_encoders,
                                  vae=vae, precision=precision, allow_pickle=allow_pickle)
         return LoadedModel(**modules, device=device, precision=precision, name=Path(path).stem,
@@ -113,6 +119,7 @@ def _load_file(path, family, prediction, vae, text_encoders, device, precision: 
     state_dict = normalise_keys(state_dict)
     family = resolve_family(state_dict.keys(), state_dict.__getitem__, family=family, prediction=prediction,
                             header_family=metadata.get(FAMILY_METADATA_KEY))
+    precision = precision_for(family)
     components = TEXT_COMPONENTS[family]
     with ConfigFolder(metadata, family) as configs:
         unet = build_unet(state_dict, configs, precision.network)
@@ -177,12 +184,12 @@ def family_of(source, *, family=None, prediction=None, allow_pickle=False) -> st
             raise DiffdiffError(f"{path} is not a diffusers folder (no model_index.json)")
         flow = flow_family_of_folder(path)
         if flow is not None:
-            return check_flow_family(flow, family)
+            return check_flow_family(flow, family, prediction)
         return family_of_folder(path, family=family, prediction=prediction)
     state_dict, metadata = read_checkpoint(path, allow_pickle=allow_pickle)
     flow = flow_family_of_file(state_dict)
     if flow is not None:
-        return check_flow_family(flow, family)
+        return check_flow_family(flow, family, prediction)
     state_dict = normalise_keys(state_dict)
     return resolve_family(state_dict.keys(), state_dict.__getitem__, family=family, prediction=prediction,
                           header_family=metadata.get(FAMILY_METADATA_KEY))
@@ -200,13 +207,15 @@ def _refuse_text_encoders(text_encoders) -> None:
                             "families; SD1/SD2/SDXL checkpoints hold their own")
 
 
-def _load_folder(folder, name, family, prediction, vae, text_encoders, device, precision: Precision,
+def _load_folder(folder, name, family, prediction, vae, text_encoders, device, precision_for,
                  allow_pickle) -> LoadedModel:
     if not (folder / "model_index.json").is_file():
         raise DiffdiffError(f"{folder} is not a diffusers folder (no model_index.json)")
     _refuse_text_encoders(text_encoders)
     flow = flow_family_of_folder(folder)
     if flow is not None:
+        family = check_flow_family(flow, family, prediction)
+        precision = precision_for(family)
         modules = load_flow_folder(folder, flow, family=family, precision=precision,
                                    allow_pickle=allow_pickle)
         if vae:
@@ -214,6 +223,7 @@ def _load_folder(folder, name, family, prediction, vae, text_encoders, device, p
         return LoadedModel(**modules, device=device, precision=precision, name=name,
                            hash_file=_first_weights(folder / "transformer"))
     family = family_of_folder(folder, family=family, prediction=prediction)
+    precision = precision_for(family)
     modules = load_folder_modules(folder, family, precision.network, precision.vae, allow_pickle)
     vae_model = load_separate_vae(vae, folder, allow_pickle, precision.vae) if vae else modules["vae"]
     return LoadedModel(

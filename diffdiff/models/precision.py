@@ -4,9 +4,11 @@
 asked)` turns that into a `Precision` (network dtype, VAE dtype, the reason). The rule (docs/design.md §16)
 was decided by measuring each precision's output against fp32 on the demo model (bench/precision_quality.py):
 
-- a CUDA GPU: fp16 networks (tensor cores from compute capability 7.0); the VAE in bf16 where the GPU
-  runs bf16 (compute capability 8.0 on), else in fp32, since SD's VAE overflows in fp16; older GPUs: fp32;
-- Apple MPS: fp16 networks, fp32 VAE;
+- a CUDA GPU: the family's first half precision the GPU runs natively (fp16 from compute capability 7.0,
+  bf16 from 8.0): fp16 for the SD families and SD3, bf16 for Flux (whose activations overflow fp16;
+  fp16 on GPUs without bf16) and Z-Image (bf16 only, else fp32); the VAE in bf16 where the GPU runs bf16,
+  else in fp32, since SD's VAE overflows in fp16; older GPUs: fp32;
+- Apple MPS: fp16 networks for the families that run in fp16, fp32 VAE;
 - a CPU that runs bf16 natively (AMX or AVX512-BF16): bf16 networks and VAE; any other CPU: fp32.
 
 An asked dtype (`--dtype`) wins; an fp16 network then keeps its VAE in fp32, for the same overflow.
@@ -96,17 +98,23 @@ def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
     return DTYPE_NAMES[name]
 
 
-def choose_precision(capabilities: Capabilities, asked: str | torch.dtype | None = None) -> Precision:
-    """The precision for a device with `capabilities`; `asked` (a dtype or its name) overrides the default."""
+def choose_precision(capabilities: Capabilities, asked: str | torch.dtype | None = None,
+                     half: tuple[str, ...] = ("fp16", "bf16")) -> Precision:
+    """The precision for a device with `capabilities`; `asked` (a dtype or its name) overrides the default;
+    `half` is the model family's half precisions in order of preference (`Family.half_precisions`)."""
     if asked is not None:
         network = parse_dtype(asked)
         vae = torch.float32 if network == torch.float16 else network
         return Precision(network, vae, f"asked for {SHORT_NAMES[network]}")
+    native = {"fp16": capabilities.fp16, "bf16": capabilities.bf16}
     if capabilities.kind == "cuda" and capabilities.fp16:
         vae = torch.bfloat16 if capabilities.bf16 else torch.float32
-        return Precision(torch.float16, vae, "CUDA GPU with fp16 tensor cores")
-    if capabilities.kind == "mps":
+        chosen = next((name for name in half if native[name]), None)
+        if chosen is not None:
+            return Precision(DTYPE_NAMES[chosen], vae, f"CUDA GPU with {chosen} tensor cores")
+        return Precision(torch.float32, vae, "CUDA GPU without the family's half precision")
+    if capabilities.kind == "mps" and "fp16" in half:
         return Precision(torch.float16, torch.float32, "Apple GPU (MPS)")
-    if capabilities.kind == "cpu" and capabilities.bf16:
+    if capabilities.kind == "cpu" and capabilities.bf16 and "bf16" in half:
         return Precision(torch.bfloat16, torch.bfloat16, "CPU with native bf16 (AMX or AVX512-BF16)")
     return Precision(torch.float32, torch.float32, f"{capabilities.kind} without fast half precision")
