@@ -192,3 +192,20 @@ def test_slg_flags_reach_the_settings(tiny, tmp_path, capsys):
     assert "--slg" in bad and "0, 1" not in bad
     assert main(bad) == 2
     assert "slg layers" in capsys.readouterr().err
+
+
+def test_a_batch_runs_a_transformer_only_flux_with_its_parts(tiny, tmp_path, capsys):
+    parts = tiny["models"]["flux-schnell"]["parts"]
+    manifest = tmp_path / "jobs.jsonl"
+    lines = [{"image": str(tiny["image"]), "map": str(tiny["map"]), "prompt": prompt, "seed": seed}
+             for seed, prompt in enumerate(("a boat", "a lake"))]
+    manifest.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    argv = ["batch", str(manifest), "-o", str(tmp_path / "out"), "--model", str(parts["transformer"]),
+            "--vae", str(parts["vae"]), "--quiet"]
+    for encoder in parts["text_encoders"]:
+        argv += ["--text-encoder", str(encoder)]
+    assert main(argv) == 0, capsys.readouterr().err
+    written = sorted((tmp_path / "out").glob("*.png"))
+    assert len(written) == 2
+    settings = [json.loads(Image.open(path).text["diffdiff"]) for path in written]
+    assert {(item["family"], item["steps"]) for item in settings} == {("flux-schnell", 4)}

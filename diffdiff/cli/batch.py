@@ -65,18 +65,20 @@ def register(subparsers) -> None:
 
 
 def _identify(args):
-    """path → the model's identity in job keys: its file hash, with the VAE's and the precision."""
+    """path → the model's identity in job keys: its file hash, with the VAE's, the separate text encoders'
+    and the precision."""
     from diffdiff.models.loaded import file_short_hash
     from diffdiff.models.loading import hash_file_of_folder
 
     vae = file_short_hash(Path(args.vae)) if args.vae else "own"
+    text = ",".join(file_short_hash(Path(path)) for path in args.text_encoders or ()) or "own"
     known: dict[str, str] = {}
 
     def identify(path: str) -> str:
         if path not in known:
             file = hash_file_of_folder(Path(path)) if Path(path).is_dir() else Path(path)
             digest = file_short_hash(file) if file is not None else str(Path(path).resolve())
-            known[path] = f"{digest}|vae={vae}|dtype={args.dtype or 'auto'}"
+            known[path] = f"{digest}|vae={vae}|text={text}|dtype={args.dtype or 'auto'}"
         return known[path]
 
     return identify

@@ -162,13 +162,13 @@ def load_separate_vae(vae_path, config_folder: Path, allow_pickle: bool, dtype: 
 
 
 def hash_file_of_folder(folder: Path) -> Path | None:
-    """The UNet weights file stands for a diffusers folder in `short_hash`."""
-    return _first_weights(folder / "unet")
-
-
-def _first_weights(folder: Path) -> Path | None:
-    files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
-    return files[0] if files else None
+    """The denoising network's (first) weights file stands for a diffusers folder in `short_hash`: unet/,
+    or transformer/ for the flow families."""
+    for component in (folder / "unet", folder / "transformer"):
+        files = sorted(component.glob("*.safetensors")) or sorted(component.glob("*.bin"))
+        if files:
+            return files[0]
+    return None
 
 
 def family_of(source, *, family=None, prediction=None, allow_pickle=False) -> str:
@@ -221,7 +221,7 @@ def _load_folder(folder, name, family, prediction, vae, text_encoders, device, p
         if vae:
             modules["vae"] = load_separate_vae(vae, folder, allow_pickle, precision.vae)
         return LoadedModel(**modules, device=device, precision=precision, name=name,
-                           hash_file=_first_weights(folder / "transformer"))
+                           hash_file=hash_file_of_folder(folder))
     family = family_of_folder(folder, family=family, prediction=prediction)
     precision = precision_for(family)
     modules = load_folder_modules(folder, family, precision.network, precision.vae, allow_pickle)
