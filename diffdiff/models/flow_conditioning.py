@@ -44,7 +44,7 @@ from contextlib import contextmanager
 import torch
 
 from ..errors import DiffdiffError
-from ..prompts.encoding import a1111_weighting, comfy_weighting
+from ..prompts.encoding import a1111_weighting, comfy_weighting, device_of
 from ..prompts.syntax import parse, split_lora_tags
 from .conditioning import Conditioning, PromptReading, _repeat, encode_text, pad_token_length
 from .families import FAMILY_TABLE
@@ -54,12 +54,6 @@ FLUX_T5_MIN_TOKENS = 256
 CLIP_L_WIDTH, CLIP_G_WIDTH, T5_WIDTH = 768, 1280, 4096  # ComfyUI's fillers when an encoder is absent
 Z_IMAGE_TEMPLATE = "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n"
 EMBEDDING_WORD = re.compile(r"(?<!\S)embedding:[^\s,]+")
-
-
-def _device_of(module) -> torch.device:
-    for parameter in module.parameters():
-        return parameter.device
-    return torch.device("cpu")
 
 
 @contextmanager
@@ -129,7 +123,7 @@ def encode_t5(tokenizer, encoder, text: str, style: str, min_length: int) -> tor
     rows = [ids]
     if weighted and style == "comfy":
         rows.append([tokenizer.eos_token_id] + [tokenizer.pad_token_id] * (len(ids) - 1))
-    output = encoder(input_ids=torch.tensor(rows, device=_device_of(encoder))).last_hidden_state
+    output = encoder(input_ids=torch.tensor(rows, device=device_of(encoder))).last_hidden_state
     if not weighted:
         return output
     hidden = output.float()
@@ -234,7 +228,7 @@ def z_image_text(text: str) -> str:
 def encode_qwen3(tokenizer, encoder, text: str) -> torch.Tensor:
     """Qwen3's second-to-last hidden states (1, T, d) of a prompt in Z-Image's chat template."""
     ids = tokenizer(z_image_text(text), add_special_tokens=False).input_ids
-    input_ids = torch.tensor([ids], device=_device_of(encoder))
+    input_ids = torch.tensor([ids], device=device_of(encoder))
     mask = torch.ones_like(input_ids)
     output = encoder(input_ids=input_ids, attention_mask=mask, output_hidden_states=True)
     return output.hidden_states[-2]

@@ -15,9 +15,8 @@ import re
 from collections.abc import Callable, Iterable
 
 from ..errors import DiffdiffError
-from .families import FLOW_FAMILIES
-
-FLOW_NETWORK_PREFIX = "model.diffusion_model."
+from .families import FAMILY_TABLE, FLOW_FAMILIES
+from .ldm_layout import UNET_PREFIX as FLOW_NETWORK_PREFIX  # whole-model files put every network there
 
 # Flux.1 packs 2x2 patches of its 16 latent channels: 64 inputs; Fill adds the packed masked-image latent (64)
 # and the packed 8x8 pixel mask (256).
@@ -91,6 +90,12 @@ def check_flow_family(family: str) -> str:
     if family not in FLOW_FAMILIES:
         raise DiffdiffError(f"unknown flow model family {family!r}; choose one of {', '.join(FLOW_FAMILIES)}")
     return family
+
+
+def network_of(family: str) -> str:
+    """The network kind ("sd3", "flux", "z-image") of a flow family, as the family table names it: Flux dev,
+    schnell and Fill share one."""
+    return FAMILY_TABLE[check_flow_family(family)].network
 
 
 def _block_indices(state: dict, block: str) -> list[int]:
@@ -237,12 +242,11 @@ def _z_image_config(state: dict) -> dict:
     }
 
 
-CONFIG_READERS = {"sd3": _sd3_config, "flux": _flux_config, "flux-schnell": _flux_config,
-                  "flux-fill": _flux_config, "z-image": _z_image_config}
+CONFIG_READERS = {"sd3": _sd3_config, "flux": _flux_config, "z-image": _z_image_config}  # per network
 
 
 def infer_transformer_config(family: str, state_dict: dict) -> dict:
     """The diffusers transformer config (constructor arguments) of an original-layout checkpoint of `family`,
     read from its tensors' shapes (keys bare or prefixed). The rules are in each family's reader
     (`_sd3_config`, `_flux_config`, `_z_image_config`)."""
-    return CONFIG_READERS[check_flow_family(family)](strip_network_prefix(state_dict))
+    return CONFIG_READERS[network_of(family)](strip_network_prefix(state_dict))

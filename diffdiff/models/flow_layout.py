@@ -18,6 +18,7 @@ from .flow_geometry import (
     check_flow_family,
     detect_flow_family,
     infer_transformer_config,
+    network_of,
     strip_network_prefix,
 )
 
@@ -32,14 +33,15 @@ FLUX_CONVERTER_WIDTH = 3072  # diffusers' Flux converter splits single blocks' l
 DROPPED_ORIGINAL_KEYS = {"z-image": ("norm_final.weight",)}
 
 
+TRANSFORMER_CLASSES = {"sd3": "SD3Transformer2DModel", "flux": "FluxTransformer2DModel",
+                       "z-image": "ZImageTransformer2DModel"}  # per network
+
+
 def transformer_class(family: str):
     """The diffusers class of `family`'s transformer."""
-    from diffusers import FluxTransformer2DModel, SD3Transformer2DModel, ZImageTransformer2DModel
+    import diffusers
 
-    family = check_flow_family(family)
-    if family == "sd3":
-        return SD3Transformer2DModel
-    return ZImageTransformer2DModel if family == "z-image" else FluxTransformer2DModel
+    return getattr(diffusers, TRANSFORMER_CLASSES[network_of(family)])
 
 
 def _meta_state(family: str, config: dict) -> dict:
@@ -195,8 +197,7 @@ def _z_image_to_original(w: _Writer, config: dict) -> None:
             w.out[new] = w.take(key)
 
 
-TO_ORIGINAL = {"sd3": _sd3_to_original, "flux": _flux_to_original, "flux-schnell": _flux_to_original,
-               "flux-fill": _flux_to_original, "z-image": _z_image_to_original}
+TO_ORIGINAL = {"sd3": _sd3_to_original, "flux": _flux_to_original, "z-image": _z_image_to_original}
 
 
 def transformer_to_original(family: str, diffusers_state_dict: dict, config: dict) -> dict:
@@ -205,7 +206,7 @@ def transformer_to_original(family: str, diffusers_state_dict: dict, config: dic
     ones (qkv, Flux's linear1) and swapped ones (final adaLN) are new. Every diffusers weight must find a
     place, else DiffdiffError."""
     writer = _Writer(diffusers_state_dict)
-    TO_ORIGINAL[check_flow_family(family)](writer, config)
+    TO_ORIGINAL[network_of(family)](writer, config)
     return writer.done()
 
 
@@ -257,21 +258,24 @@ def _convert_flux(checkpoint: dict, config: dict) -> dict:
 def _convert(family: str, checkpoint: dict, config: dict) -> dict:
     from diffusers.loaders import single_file_utils as converters
 
-    if family.startswith("flux"):
+    network = network_of(family)
+    if network == "flux":
         return _convert_flux(checkpoint, config)
-    if family == "sd3":
+    if network == "sd3":
         return converters.convert_sd3_transformer_checkpoint_to_diffusers(checkpoint)
     return converters.convert_z_image_transformer_checkpoint_to_diffusers(checkpoint)
 
 
-def transformer_from_original(family: str, state_dict: dict, config: dict) -> dict:
+def transformer_from_original(family: str, state_dict: dict, config: dict,
+                              model_state: dict | None = None) -> dict:
     """The diffusers state dict of an original-layout `family` checkpoint (keys bare or prefixed; other
     components of a whole-model file are ignored), converted by diffusers' converters and checked strictly
-    against the model `config` builds: a missing, unknown or misshapen weight is a DiffdiffError naming it.
-    `state_dict` is not modified."""
+    against the model `config` builds (`model_state`: that model's state dict when the caller has built it,
+    e.g. on the meta device; else it is built here): a missing, unknown or misshapen weight is a
+    DiffdiffError naming it. `state_dict` is not modified."""
     family = check_flow_family(family)
     checkpoint = dict(strip_network_prefix(state_dict))  # the converters pop from the dict they get
-    expected = _meta_state(family, config)
+    expected = model_state if model_state is not None else _meta_state(family, config)
     _check_original(family, checkpoint, config, expected)
     converted = _convert(family, checkpoint, config)
     leftover = set(checkpoint) - set(DROPPED_ORIGINAL_KEYS.get(family, ()))

@@ -19,6 +19,7 @@ import torch
 
 from ..errors import DiffdiffError
 from .families import FAMILY_TABLE, FLOW_FAMILIES
+from .flow_geometry import network_of
 from .single_file import (
     SHIPPED_CONFIGS,
     _build_strict,
@@ -32,12 +33,6 @@ from .single_file import (
 TEXT_KINDS = {"sd3": ("clip-l", "clip-g", "t5"), "flux": ("clip-l", "t5"), "z-image": ("qwen3",)}
 OPTIONAL_TEXT_KINDS = {"sd3": ("t5",)}  # SD3 runs without T5 (its part of the context is then zeros)
 VAE_PREFIXES = ("first_stage_model.", "vae.")
-TEXT_CLASSES = {"clip-l": "CLIPTextModel", "clip-g": "CLIPTextModelWithProjection", "t5": "T5EncoderModel",
-                "qwen3": "Qwen3Model"}
-
-
-def network_kind(family: str) -> str:
-    return FAMILY_TABLE[family].network
 
 
 def vae_config_folder(family: str) -> Path:
@@ -45,7 +40,7 @@ def vae_config_folder(family: str) -> Path:
     return SHIPPED_CONFIGS / ("sd3-vae" if family == "sd3" else "flux-vae")
 
 
-def check_flow_family(detected: str, family: str | None, prediction: str | None = None) -> str:
+def resolve_flow_family(detected: str, family: str | None, prediction: str | None = None) -> str:
     """The detected family, or the `family=` override when it names the same network with the same inputs
     (flux ↔ flux-schnell; Fill's inputs are its own). A `prediction=` override does not apply: every flow
     family predicts the flow velocity."""
@@ -54,7 +49,7 @@ def check_flow_family(detected: str, family: str | None, prediction: str | None 
     if family is None:
         return detected
     fill_mismatch = (family == "flux-fill") != (detected == "flux-fill")
-    if family not in FLOW_FAMILIES or network_kind(family) != network_kind(detected) or fill_mismatch:
+    if family not in FLOW_FAMILIES or network_of(family) != network_of(detected) or fill_mismatch:
         raise DiffdiffError(f"family {family!r} does not match the checkpoint, whose network is {detected}'s;"
                             " leave the family to detection")
     return family
@@ -65,8 +60,10 @@ def build_transformer(family: str, weights: dict, config: dict, dtype: torch.dty
     from .flow_layout import transformer_class, transformer_from_original
 
     model_class = transformer_class(family)
-    return _build_strict(lambda: model_class.from_config(config),
-                         lambda _: transformer_from_original(family, weights, config), "transformer", dtype)
+    def convert(skeleton):  # checked against the meta skeleton _build_strict builds anyway
+        return transformer_from_original(family, weights, config, skeleton.state_dict())
+
+    return _build_strict(lambda: model_class.from_config(config), convert, "transformer", dtype)
 
 
 def read_text_encoder_files(paths, allow_pickle: bool) -> dict:
@@ -108,8 +105,8 @@ def text_encoders_for(family: str, encoders: dict, configs: dict, dtype: torch.d
     optional one that is absent. A required one that is absent is refused naming the flag to give it."""
     from .text_encoders import build_text_encoder_from_weights
 
-    kinds = TEXT_KINDS[network_kind(family)]
-    optional = OPTIONAL_TEXT_KINDS.get(network_kind(family), ())
+    kinds = TEXT_KINDS[network_of(family)]
+    optional = OPTIONAL_TEXT_KINDS.get(network_of(family), ())
     missing = [kind for kind in kinds if kind not in encoders and kind not in optional]
     if missing:
         raise DiffdiffError(f"{family} needs the text encoder(s) {', '.join(missing)}, which the checkpoint "
@@ -134,15 +131,15 @@ def flow_vae(state: dict, vae_path, family: str, configs: dict, allow_pickle: bo
         return build_vae(weights, write_config_folder({"vae": configs["vae"]}, Path(temp)), dtype)
 
 
-def load_flow_file(state: dict, metadata: dict, detected: str, *, family, text_encoders, vae, precision,
+def load_flow_file(state: dict, metadata: dict, family: str, *, text_encoders, vae, precision,
                    allow_pickle: bool) -> dict:
-    """{"family", "network", "vae", "text_encoders", "tokenizers"} of a flow-family single file."""
+    """{"family", "network", "vae", "text_encoders", "tokenizers"} of a single file of the flow `family`
+    (as `resolve_flow_family` gives it)."""
     from .flow_layout import infer_transformer_config, strip_network_prefix
     from .fp8 import upcast_fp8
     from .text_encoders import split_text_encoders
     from .tokenizer import FAMILY_TOKENIZERS, load_tokenizer
 
-    family = check_flow_family(detected, family)
     configs = configs_from_metadata(metadata) or {}
     state = upcast_fp8(state, precision.network)
     weights = strip_network_prefix(state)
@@ -173,21 +170,22 @@ def flow_family_of_folder(folder: Path) -> str | None:
     return matches[0]
 
 
-def load_flow_folder(folder: Path, detected: str, *, family, precision, allow_pickle: bool) -> dict:
-    """{"family", "network", "vae", "text_encoders", "tokenizers"} of a flow-family diffusers folder; its own
-    tokenizers when it has them, else the shipped ones."""
+def load_flow_folder(folder: Path, family: str, *, precision, allow_pickle: bool) -> dict:
+    """{"family", "network", "vae", "text_encoders", "tokenizers"} of a diffusers folder of the flow
+    `family` (as `resolve_flow_family` gives it); its own tokenizers when it has them, else the shipped
+    ones."""
     import transformers
     from diffusers import AutoencoderKL
 
     from .flow_layout import transformer_class
     from .folder import from_pretrained_component
+    from .text_encoders import TEXT_MODEL_CLASSES
     from .tokenizer import FAMILY_TOKENIZERS, load_tokenizer
 
-    family = check_flow_family(detected, family)
-    kinds = TEXT_KINDS[network_kind(family)]
-    optional = OPTIONAL_TEXT_KINDS.get(network_kind(family), ())
+    kinds = TEXT_KINDS[network_of(family)]
+    optional = OPTIONAL_TEXT_KINDS.get(network_of(family), ())
     components = FAMILY_TABLE[family].text_encoders
-    encoders = [from_pretrained_component(getattr(transformers, TEXT_CLASSES[kind]), folder, component,
+    encoders = [from_pretrained_component(getattr(transformers, TEXT_MODEL_CLASSES[kind]), folder, component,
                                           precision.network, allow_pickle)
                 if (folder / component).is_dir() or kind not in optional else None
                 for kind, component in zip(kinds, components)]

@@ -25,7 +25,7 @@ import re
 import torch
 
 from ..errors import DiffdiffError
-from .families import FAMILIES
+from .families import UNET_FAMILIES
 
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
@@ -72,7 +72,8 @@ def _split(key: str) -> tuple[str, str]:
     return module, param
 
 
-def _count(keys, pattern: str) -> int:
+def count_numbered(keys, pattern: str) -> int:
+    """Highest N + 1 among the keys that `pattern` (its one group: N) matches at their start; 0 if none."""
     found = {int(m.group(1)) for k in keys if (m := re.match(pattern, k))}
     return max(found) + 1 if found else 0
 
@@ -86,8 +87,8 @@ def _unet_resnet(rest: str) -> str:
 
 def _levels(keys, part: str) -> list[int]:
     """Resnets per level of `part` (down_blocks / up_blocks), from the keys."""
-    levels = _count(keys, rf"{part}\.(\d+)\.")
-    return [_count(keys, rf"{part}\.{level}\.resnets\.(\d+)\.") for level in range(levels)]
+    levels = count_numbered(keys, rf"{part}\.(\d+)\.")
+    return [count_numbered(keys, rf"{part}\.{level}\.resnets\.(\d+)\.") for level in range(levels)]
 
 
 def unet_key_map(keys) -> dict[str, str]:
@@ -153,7 +154,7 @@ def _vae_resnet(name: str) -> str:
 
 def vae_to_ldm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """diffusers AutoencoderKL keys -> ldm `encoder.down.N.block.M`... keys (no prefix); attention as 1x1."""
-    levels = _count(state, r"decoder\.up_blocks\.(\d+)\.")
+    levels = count_numbered(state, r"decoder\.up_blocks\.(\d+)\.")
     out: dict[str, torch.Tensor] = {}
     for key, tensor in state.items():
         module, param = _split(key)
@@ -244,8 +245,9 @@ def diffusers_to_ldm(components: dict[str, dict[str, torch.Tensor]], family: str
     `components` maps `unet`, `vae`, `text_encoder` (and `text_encoder_2` for sdxl) to state dicts; any may
     be left out. A v-prediction family ("sd2-v") also gets ComfyUI's empty `v_pred` marker tensor.
     """
-    if family not in FAMILIES:
-        raise DiffdiffError(f"unknown model family {family!r}; choose one of {', '.join(FAMILIES)}")
+    if family not in UNET_FAMILIES:
+        raise DiffdiffError(f"no ldm layout for model family {family!r}; "
+                            f"choose one of {', '.join(UNET_FAMILIES)}")
     out: dict[str, torch.Tensor] = {}
     for name, state in components.items():
         if name == "unet":

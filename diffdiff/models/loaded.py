@@ -129,9 +129,9 @@ class LoadedModel:
         family's CLIP skip, no embeddings); `width` / `height` (pixels) feed SDXL's time_ids."""
         family = FAMILY_TABLE[self.family]
         if family.network != "unet":
-            from .flow_conditioning import encode_flux, encode_sd3, encode_z_image
+            from .flow_conditioning import FLOW_ENCODERS
 
-            encode = {"sd3": encode_sd3, "flux": encode_flux, "z-image": encode_z_image}[family.network]
+            encode = FLOW_ENCODERS[family.network]
             return encode(self.tokenizers, self.text_encoders, prompt, negative, batch=batch, reading=reading)
         if base_family(self.family) == "sdxl":
             return encode_sdxl(self.tokenizers, self.text_encoders, prompt, negative, width=width,

@@ -16,7 +16,7 @@ from ..errors import DiffdiffError
 from .device import resolve_device
 from .families import FAMILY_TABLE, TEXT_COMPONENTS, check_prediction, family_of_folder, resolve_family
 from .flow_layout import detect_flow_family
-from .flow_loading import check_flow_family, flow_family_of_folder, load_flow_file, load_flow_folder
+from .flow_loading import flow_family_of_folder, load_flow_file, load_flow_folder, resolve_flow_family
 from .folder import load_folder_modules, load_vae_folder
 from .hub import cached_snapshot, is_local_path
 from .loaded import LoadedModel
@@ -107,19 +107,14 @@ def quiet_libraries():
 def _load_file(path, family, prediction, vae, text_encoders, device, precision_for,
                allow_pickle) -> LoadedModel:
     state_dict, metadata = read_checkpoint(path, allow_pickle=allow_pickle)
-    flow = flow_family_of_file(state_dict)
-    if flow is not None:
-        family = check_flow_family(flow, family, prediction)
-        precision = precision_for(family)
-        modules = load_flow_file(state_dict, metadata, flow, family=family, text_encoders=text_encoders,
-                                 vae=vae, precision=precision, allow_pickle=allow_pickle)
+    family, flow, state_dict = _file_family(state_dict, metadata, family, prediction)
+    precision = precision_for(family)
+    if flow:
+        modules = load_flow_file(state_dict, metadata, family, text_encoders=text_encoders, vae=vae,
+                                 precision=precision, allow_pickle=allow_pickle)
         return LoadedModel(**modules, device=device, precision=precision, name=Path(path).stem,
                            hash_file=path)
     _refuse_text_encoders(text_encoders)
-    state_dict = normalise_keys(state_dict)
-    family = resolve_family(state_dict.keys(), state_dict.__getitem__, family=family, prediction=prediction,
-                            header_family=metadata.get(FAMILY_METADATA_KEY))
-    precision = precision_for(family)
     components = TEXT_COMPONENTS[family]
     with ConfigFolder(metadata, family) as configs:
         unet = build_unet(state_dict, configs, precision.network)
@@ -180,25 +175,32 @@ def family_of(source, *, family=None, prediction=None, allow_pickle=False) -> st
     if not path.exists() and not is_local_path(source_text):
         path = cached_snapshot(source_text)
     if path.is_dir():
-        if not (path / "model_index.json").is_file():
-            raise DiffdiffError(f"{path} is not a diffusers folder (no model_index.json)")
-        flow = flow_family_of_folder(path)
-        if flow is not None:
-            return check_flow_family(flow, family, prediction)
-        return family_of_folder(path, family=family, prediction=prediction)
+        return _folder_family(path, family, prediction)[0]
     state_dict, metadata = read_checkpoint(path, allow_pickle=allow_pickle)
-    flow = flow_family_of_file(state_dict)
-    if flow is not None:
-        return check_flow_family(flow, family, prediction)
-    state_dict = normalise_keys(state_dict)
-    return resolve_family(state_dict.keys(), state_dict.__getitem__, family=family, prediction=prediction,
-                          header_family=metadata.get(FAMILY_METADATA_KEY))
+    return _file_family(state_dict, metadata, family, prediction)[0]
 
 
-def flow_family_of_file(state_dict: dict) -> str | None:
-    """The flow family a checkpoint's tensor names and shapes show, or None (a UNet family's file)."""
+def _file_family(state_dict: dict, metadata: dict, family, prediction) -> tuple[str, bool, dict]:
+    """(family, whether it is a flow family, the state dict as its loader takes it: as read for a flow
+    family, key-normalised for the UNet families) of a checkpoint, honouring the overrides."""
     shapes = {key: tuple(tensor.shape) for key, tensor in state_dict.items()}
-    return detect_flow_family(shapes.keys(), shapes.__getitem__)
+    flow = detect_flow_family(shapes.keys(), shapes.__getitem__)
+    if flow is not None:
+        return resolve_flow_family(flow, family, prediction), True, state_dict
+    state_dict = normalise_keys(state_dict)
+    family = resolve_family(state_dict.keys(), state_dict.__getitem__, family=family, prediction=prediction,
+                            header_family=metadata.get(FAMILY_METADATA_KEY))
+    return family, False, state_dict
+
+
+def _folder_family(folder: Path, family, prediction) -> tuple[str, bool]:
+    """(family, whether it is a flow family) of a diffusers folder, honouring the overrides."""
+    if not (folder / "model_index.json").is_file():
+        raise DiffdiffError(f"{folder} is not a diffusers folder (no model_index.json)")
+    flow = flow_family_of_folder(folder)
+    if flow is not None:
+        return resolve_flow_family(flow, family, prediction), True
+    return family_of_folder(folder, family=family, prediction=prediction), False
 
 
 def _refuse_text_encoders(text_encoders) -> None:
@@ -209,21 +211,15 @@ def _refuse_text_encoders(text_encoders) -> None:
 
 def _load_folder(folder, name, family, prediction, vae, text_encoders, device, precision_for,
                  allow_pickle) -> LoadedModel:
-    if not (folder / "model_index.json").is_file():
-        raise DiffdiffError(f"{folder} is not a diffusers folder (no model_index.json)")
+    family, flow = _folder_family(folder, family, prediction)
     _refuse_text_encoders(text_encoders)
-    flow = flow_family_of_folder(folder)
-    if flow is not None:
-        family = check_flow_family(flow, family, prediction)
-        precision = precision_for(family)
-        modules = load_flow_folder(folder, flow, family=family, precision=precision,
-                                   allow_pickle=allow_pickle)
+    precision = precision_for(family)
+    if flow:
+        modules = load_flow_folder(folder, family, precision=precision, allow_pickle=allow_pickle)
         if vae:
             modules["vae"] = load_separate_vae(vae, folder, allow_pickle, precision.vae)
         return LoadedModel(**modules, device=device, precision=precision, name=name,
                            hash_file=hash_file_of_folder(folder))
-    family = family_of_folder(folder, family=family, prediction=prediction)
-    precision = precision_for(family)
     modules = load_folder_modules(folder, family, precision.network, precision.vae, allow_pickle)
     vae_model = load_separate_vae(vae, folder, allow_pickle, precision.vae) if vae else modules["vae"]
     return LoadedModel(

@@ -22,7 +22,6 @@ class SkipLayerGuidance:
         self.layers = tuple(int(layer) for layer in layers)
         self.sigma_start = float(model_sampling.percent_to_sigma(START_PERCENT))
         self.sigma_end = float(model_sampling.percent_to_sigma(END_PERCENT))
-        self.calls = 0
 
     def active(self, sigma) -> bool:
         value = float(sigma.reshape(-1)[0])
@@ -31,6 +30,5 @@ class SkipLayerGuidance:
     def __call__(self, guided, x0_cond, sigma, run_cond):
         if not self.active(sigma):
             return guided
-        self.calls += 1
         skipped = run_cond(skip_layers=self.layers)
         return guided + (x0_cond - skipped) * self.scale

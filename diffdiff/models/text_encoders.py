@@ -25,8 +25,12 @@ import torch
 
 from ..errors import DiffdiffError
 from .fp8 import upcast_fp8
+from .ldm_layout import count_numbered
 
 TEXT_ENCODER_KINDS = ("clip-l", "clip-g", "t5", "qwen3")
+# The transformers class of each kind (CLIP-L takes the projecting class when its file has a projection).
+TEXT_MODEL_CLASSES = {"clip-l": "CLIPTextModel", "clip-g": "CLIPTextModelWithProjection",
+                      "t5": "T5EncoderModel", "qwen3": "Qwen3Model"}
 COMPONENT_KINDS = {"clip_l": "clip-l", "clip_g": "clip-g", "t5xxl": "t5", "qwen3_4b": "qwen3"}
 SIGNATURES = {  # a key every file of the kind has, relative to the kind's layout
     "clip": "embeddings.token_embedding.weight",
@@ -120,11 +124,6 @@ def _standalone(state_dict: dict, kind: str) -> dict:
     return {key: tensor for key, tensor in result.items() if not IGNORABLE.search(key)}
 
 
-def _count(state_dict: dict, pattern: str) -> int:
-    found = {int(match.group(1)) for key in state_dict if (match := re.match(pattern, key))}
-    return max(found) + 1 if found else 0
-
-
 def _shape(state_dict: dict, key: str, kind: str) -> torch.Size:
     if key not in state_dict:
         raise DiffdiffError(f"the {kind} text encoder lacks {key}; cannot infer its configuration")
@@ -140,7 +139,7 @@ def _clip_config(weights: dict, kind: str):
     return CLIPTextConfig(
         vocab_size=int(vocab), hidden_size=int(width), max_position_embeddings=int(positions),
         intermediate_size=int(_shape(weights, "text_model.encoder.layers.0.mlp.fc1.weight", kind)[0]),
-        num_hidden_layers=_count(weights, r"text_model\.encoder\.layers\.(\d+)\."),
+        num_hidden_layers=count_numbered(weights, r"text_model\.encoder\.layers\.(\d+)\."),
         num_attention_heads=max(1, int(width) // CLIP_HEAD_WIDTH),
         hidden_act="gelu" if kind == "clip-g" else "quick_gelu",
         projection_dim=int(projection.shape[0]) if projection is not None else int(width),
@@ -161,7 +160,7 @@ def _t5_config(weights: dict):
         relative_attention_num_buckets=int(buckets),
         d_kv=int(_shape(weights, "encoder.block.0.layer.0.SelfAttention.q.weight", "t5")[0]) // int(heads),
         d_ff=int(_shape(weights, f"encoder.block.0.layer.1.DenseReluDense.{mlp}.weight", "t5")[0]),
-        num_layers=_count(weights, r"encoder\.block\.(\d+)\."),
+        num_layers=count_numbered(weights, r"encoder\.block\.(\d+)\."),
         feed_forward_proj="gated-gelu" if gated else "relu",
         is_encoder_decoder=False, use_cache=False, layer_norm_epsilon=1e-6,
     )
@@ -175,7 +174,7 @@ def _qwen3_config(weights: dict):
     return Qwen3Config(
         vocab_size=int(vocab), hidden_size=int(width), head_dim=head_dim,
         intermediate_size=int(_shape(weights, "layers.0.mlp.gate_proj.weight", "qwen3")[0]),
-        num_hidden_layers=_count(weights, r"layers\.(\d+)\."),
+        num_hidden_layers=count_numbered(weights, r"layers\.(\d+)\."),
         num_attention_heads=int(_shape(weights, "layers.0.self_attn.q_proj.weight", "qwen3")[0]) // head_dim,
         num_key_value_heads=int(_shape(weights, "layers.0.self_attn.k_proj.weight", "qwen3")[0]) // head_dim,
         attention_bias="layers.0.self_attn.q_proj.bias" in weights,
@@ -212,15 +211,14 @@ def _config_object(kind: str, config):
 
 
 def _model_class(kind: str, weights: dict, with_projection: bool | None):
-    from transformers import CLIPTextModel, CLIPTextModelWithProjection, Qwen3Model, T5EncoderModel
+    import transformers
 
-    if kind == "t5":
-        return T5EncoderModel
-    if kind == "qwen3":
-        return Qwen3Model
-    if with_projection is None:
-        with_projection = kind == "clip-g" or "text_projection.weight" in weights
-    return CLIPTextModelWithProjection if with_projection else CLIPTextModel
+    if kind == "clip-l":
+        if with_projection is None:
+            with_projection = "text_projection.weight" in weights
+        if with_projection:
+            return transformers.CLIPTextModelWithProjection
+    return getattr(transformers, TEXT_MODEL_CLASSES[kind])
 
 
 def _model_weights(model, kind: str, weights: dict, dtype: torch.dtype) -> dict:

@@ -38,9 +38,6 @@ QWEN3 = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 3, "nu
          "num_key_value_heads": 1, "head_dim": 16, "vocab_size": 151936, "max_position_embeddings": 1024,
          "rope_theta": 1000000.0, "rms_norm_eps": 1e-6, "tie_word_embeddings": False}
 TEXT_CONFIGS = {"clip-l": CLIP_L, "clip-g": CLIP_G, "t5": T5, "qwen3": QWEN3}
-TEXT_CLASSES = {"clip-l": ("CLIPTextModel", "CLIPTextConfig"), "t5": ("T5EncoderModel", "T5Config"),
-                "clip-g": ("CLIPTextModelWithProjection", "CLIPTextConfig"),
-                "qwen3": ("Qwen3Model", "Qwen3Config")}
 # ComfyUI's names for the text encoders inside a whole-model file, and the standalone files' key prefixes.
 COMFY_TEXT_NAMES = {"clip-l": "clip_l", "clip-g": "clip_g", "t5": "t5xxl", "qwen3": "qwen3_4b"}
 STANDALONE_PREFIXES = {"clip-l": "text_model.", "clip-g": "text_model.", "t5": "", "qwen3": "model."}
@@ -81,9 +78,10 @@ def vae_config(family: str) -> dict:
 def _text_encoder(kind: str):
     import transformers
 
-    model_name, config_name = TEXT_CLASSES[kind]
-    config = getattr(transformers, config_name)(**TEXT_CONFIGS[kind])
-    return getattr(transformers, model_name)(config)
+    from .text_encoders import TEXT_MODEL_CLASSES
+
+    model_class = getattr(transformers, TEXT_MODEL_CLASSES[kind])
+    return model_class(model_class.config_class(**TEXT_CONFIGS[kind]))
 
 
 def build_tiny_flow_components(family: str) -> dict:

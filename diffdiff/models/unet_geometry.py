@@ -16,8 +16,8 @@ import re
 from dataclasses import dataclass, field
 
 from ..errors import DiffdiffError
+from .ldm_layout import UNET_PREFIX as PREFIX
 
-PREFIX = "model.diffusion_model."
 POOLED_KEY = "conditioner.embedders.1.model.text_projection"  # SDXL's OpenCLIP-G projection (width, pooled)
 TIME_IDS = 6  # SDXL's size / crop conditioning numbers, each embedded to addition_time_embed_dim
 RESNET_WIDTH_KEYS = ("out_layers.3.weight", "out_layers.3.bias", "in_layers.2.weight", "in_layers.2.bias",

@@ -20,7 +20,7 @@ from .step_cost import step_costs, weighted
 from .tiling import TilingPlan, wrap_denoiser
 from .watch import FiniteGuard, NetworkCalls
 
-MODEL_ATTRIBUTES = ("family", "encode_prompt", "denoiser", "vae_codec", "model_sampling")
+MODEL_ATTRIBUTES = ("family", "encode_prompt", "denoiser", "vae_codec", "model_sampling", "sampling_at")
 
 
 def resolve_model(model):
@@ -45,13 +45,6 @@ def model_record(model) -> dict:
     if getattr(model, "inpainting", False):
         record["inpainting_model"] = True
     return record
-
-
-def sampling_of(model, size: tuple[int, int]):
-    """The model's `ModelSampling` for a run at `size` (width, height) pixels (Flux dev's shift depends on
-    it); models without `sampling_at` (test doubles) have one for every size."""
-    sampling_at = getattr(model, "sampling_at", None)
-    return sampling_at(*size) if sampling_at is not None else model.model_sampling
 
 
 def model_denoiser(model, conditioning: Conditioning, sampling: Sampling):
@@ -106,7 +99,7 @@ def _sample(model, latent, prompts, size, sampling, tiling, plan, strength, gate
     with phase("text_encode"):  # the text encoders' first load included
         conditioning = encode_prompts(model, prompts, size, prompting.reading())
     network = NetworkCalls(FiniteGuard(model_denoiser(model, conditioning, sampling)))
-    model_sampling = sampling_of(model, size)
+    model_sampling = model.sampling_at(*size)  # Flux dev's shift depends on the size
     denoiser, tile_count = wrap_denoiser(network, plan, tuple(latent.shape[-2:]), blend=tiling.blend,
                                          tile_batch=tiling.tile_batch, seed=sampling.seed)
     gate_arguments = {}

@@ -21,7 +21,8 @@ from ..errors import DiffdiffError
 from .chunks import Chunk
 
 
-def _device_of(module) -> torch.device:
+def device_of(module) -> torch.device:
+    """The device of a network's first parameter (the CPU for one without parameters)."""
     for parameter in module.parameters():
         return parameter.device
     return torch.device("cpu")
@@ -83,7 +84,7 @@ def encode_chunks(encoder, chunks: list[Chunk], empty: Chunk, *, style: str, cli
     weights = torch.tensor([chunk.weights for chunk in chunks], dtype=torch.float32)
     with_empty = style == "comfy" and bool((weights != 1.0).any())
     batch = chunks + [empty] if with_empty else chunks
-    ids = torch.tensor([chunk.ids for chunk in batch], device=_device_of(encoder))
+    ids = torch.tensor([chunk.ids for chunk in batch], device=device_of(encoder))
     with _embedding_vectors(encoder, batch):
         output = encoder(ids, output_hidden_states=True)
     hidden = output.hidden_states[-clip_skip]
