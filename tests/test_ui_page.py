@@ -182,10 +182,12 @@ def test_results_keep_download_use_as_input_history_and_map_tools(served, page):
     page.wait_for_function("document.querySelector('#dd-steps input[type=number]').value === '3'",
                            timeout=15_000)
 
+    # The map was all 255 before too, so wait until the new image has been set and its map put back: count
+    # the canvas's finished setMap calls (the page's script looks setMap up when it runs).
+    page.evaluate("""() => { const canvas = window.ddCanvas, setMap = canvas.setMap; window.ddMapsSet = 0;
+        canvas.setMap = (map) => setMap(map).then((done) => { window.ddMapsSet += 1; return done; }); }""")
     page.click("#dd-use-as-input")
-    page.wait_for_function("document.querySelector('#dd-upload') !== null")
-    # the map comes back onto the result (the canvas could undo before, so wait for the map itself)
-    page.wait_for_function("Math.min(...window.ddCanvas.mapBytes()) === 255", timeout=15_000)
+    page.wait_for_function("window.ddMapsSet === 1", timeout=15_000)
     assert _map_bytes(page).min() == 255
 
     page.get_by_text("Map tools").click()
