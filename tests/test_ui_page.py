@@ -49,6 +49,8 @@ def served(tmp_path_factory):
 def _open(page, url):
     page.goto(url)
     page.wait_for_function("window.ddCanvas !== undefined", timeout=60_000)
+    # the canvas forwards pasted and dropped files to the upload, which may mount after it
+    page.wait_for_selector("#dd-upload input[type=file]", state="attached", timeout=60_000)
 
 
 def _upload(page, path, width=WIDTH):
@@ -242,13 +244,16 @@ def test_an_image_pasted_on_the_canvas_goes_through_the_upload_checks(served, pa
         files.items.add(new File([bytes], name, {type: 'image/png'}));
         document.dispatchEvent(new ClipboardEvent('paste', {clipboardData: files, bubbles: true}));
     }"""
-    for path in (folder / "scene.png", garbage, folder / "scene.png"):
+    narrow = folder / "pasted-narrow.png"  # the first picture has another width, so each paste shows
+    Image.open(folder / "scene.png").resize((WIDTH // 2, HEIGHT)).save(narrow)
+    for path in (narrow, garbage, folder / "scene.png"):
         page.evaluate("() => window.ddCanvas.clear()")
         page.evaluate(paste, [base64.b64encode(path.read_bytes()).decode(), path.name])
         if path == garbage:
             page.locator(".toast-body", has_text="pasted-garbage.png").first.wait_for(timeout=30_000)
         else:
-            page.wait_for_function(f"window.ddCanvas.size().width === {WIDTH}", timeout=30_000)
+            width = Image.open(path).width
+            page.wait_for_function(f"window.ddCanvas.size().width === {width}", timeout=30_000)
     stored = sorted(studio.inputs.glob("*.png"))
     assert np.array_equal(np.asarray(Image.open(stored[-1])), np.asarray(Image.open(folder / "scene.png")))
 
@@ -273,8 +278,7 @@ def test_a_bad_upload_shows_an_error_and_the_server_stays_up(served, page, scree
         toast.first.wait_for(timeout=30_000)
         assert "Traceback" not in toast.first.inner_text()
         screenshot(f"error-{bad.stem}")
-        page.reload()
-        page.wait_for_function("window.ddCanvas !== undefined", timeout=60_000)
+        _open(page, url)
     _upload(page, folder / "scene.png")  # still serving
 
 

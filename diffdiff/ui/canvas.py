@@ -24,15 +24,18 @@ DATA_URL_PREFIX = "data:image/png;base64,"
 MOUNT = "window.ddCanvas = StrengthCanvas.mount(element.querySelector('.dd-canvas'), props);"
 UPLOAD_ELEM_ID = "dd-upload"  # the page's image upload, which every image goes through to be checked
 # A file dropped, pasted or chosen on the canvas goes to the image upload, as if chosen there: the server
-# checks it like any upload. The upload is emptied after each image; after a refused one, clear it first.
+# checks it like any upload. The upload is emptied after each image; after a refused one, clear it first
+# and wait for its file input to come back.
+CLEARED_UPLOAD_WAIT_MS = 10_000
 FORWARD_FILES = f"""
 window.ddCanvas.onImageFile = async (file) => {{
   const box = document.getElementById('{UPLOAD_ELEM_ID}');
   let input = box && box.querySelector('input[type=file]');
   if (!input && box) {{
-    const clear = box.querySelector('button[aria-label="Clear"]');
-    if (clear) clear.click();
-    for (let wait = 0; wait < 40 && !input; wait++) {{
+    // after an error there are two: the error status's and the file's own (which brings the input back)
+    box.querySelectorAll('button[aria-label="Clear"]').forEach((clear) => clear.click());
+    const deadline = Date.now() + {CLEARED_UPLOAD_WAIT_MS};  // a busy machine re-renders the box slowly
+    while (!input && Date.now() < deadline) {{
       await new Promise((done) => setTimeout(done, 25));
       input = box.querySelector('input[type=file]');
     }}
