@@ -16,6 +16,7 @@ from .common import (
     is_flow,
     model_sampling_of,
     report,
+    res_multistep_weights,
     rf_ancestral_step,
     rf_midpoint_sigma,
     to_d,
@@ -94,6 +95,27 @@ def sample_dpm_2_ancestral(model, x, sigmas, extra_args=None, callback=None, dis
     return x
 
 
+def dpmpp_2s_step(x, sigma, sigma_down, x0, x0_at):
+    """One DPM-Solver++(2S) step from `sigma` down to `sigma_down` (> 0) in t = −log σ: a first-order half
+    step with `x0`, then the whole step with `x0_at(x_mid, sigma_mid)`, the x0 at the midpoint."""
+    t, t_next = sigma.log().neg(), torch.as_tensor(sigma_down).log().neg()
+    h = t_next - t
+    s = t + h / 2
+    x_2 = (s.neg().exp() / t.neg().exp()) * x - (-h / 2).expm1() * x0
+    x0_2 = x0_at(x_2, s.neg().exp())
+    return (t_next.neg().exp() / t.neg().exp()) * x - (-h).expm1() * x0_2
+
+
+def dpmpp_2s_rf_step(x, sigma, sigma_down, x0, x0_at):
+    """`dpmpp_2s_step` for rectified flow: the midpoint is halfway in λ = log((1 − σ) / σ)
+    (`rf_midpoint_sigma`) and both stages interpolate towards x0."""
+    sigma_s = rf_midpoint_sigma(sigma, sigma_down)
+    ratio_s = sigma_s / sigma
+    x0_2 = x0_at(ratio_s * x + (1 - ratio_s) * x0, sigma_s)
+    ratio_down = sigma_down / sigma
+    return ratio_down * x + (1 - ratio_down) * x0_2
+
+
 @torch.no_grad()
 def sample_dpmpp_2s_ancestral(model, x, sigmas, extra_args=None, callback=None, disable=None,
                               noise_sampler=None, eta=1.0, s_noise=1.0):
@@ -111,12 +133,8 @@ def sample_dpmpp_2s_ancestral(model, x, sigmas, extra_args=None, callback=None, 
         if sigma_down == 0:
             x = x + to_d(x, sigmas[i], denoised) * (sigma_down - sigmas[i])
         else:
-            t, t_next = sigmas[i].log().neg(), torch.as_tensor(sigma_down).log().neg()
-            h = t_next - t
-            s = t + h / 2
-            x_2 = (s.neg().exp() / t.neg().exp()) * x - (-h / 2).expm1() * denoised
-            denoised_2 = model(x_2, s.neg().exp() * s_in, **extra_args)
-            x = (t_next.neg().exp() / t.neg().exp()) * x - (-h).expm1() * denoised_2
+            x = dpmpp_2s_step(x, sigmas[i], sigma_down, denoised,
+                              lambda x_2, sigma_2: model(x_2, sigma_2 * s_in, **extra_args))
         if sigmas[i + 1] > 0:
             x = x + noise_sampler(sigmas[i], sigmas[i + 1]) * s_noise * sigma_up
     return x
@@ -136,12 +154,8 @@ def sample_dpmpp_2s_ancestral_rf(model, x, sigmas, extra_args=None, callback=Non
         if sigmas[i + 1] == 0:
             x = x + to_d(x, sigmas[i], denoised) * (sigma_down - sigmas[i])
         else:
-            sigma_s = rf_midpoint_sigma(sigmas[i], sigma_down)
-            ratio_s = sigma_s / sigmas[i]
-            u = ratio_s * x + (1 - ratio_s) * denoised
-            denoised_2 = model(u, sigma_s * s_in, **extra_args)
-            ratio_down = sigma_down / sigmas[i]
-            x = ratio_down * x + (1 - ratio_down) * denoised_2
+            x = dpmpp_2s_rf_step(x, sigmas[i], sigma_down, denoised,
+                                 lambda x_2, sigma_2: model(x_2, sigma_2 * s_in, **extra_args))
         if sigmas[i + 1] > 0 and eta > 0:
             x = alpha_ratio * x + noise_sampler(sigmas[i], sigmas[i + 1]) * s_noise * renoise
     return x
@@ -166,11 +180,7 @@ def sample_res_multistep(model, x, sigmas, extra_args=None, callback=None, disab
             t_old = torch.as_tensor(old_sigma_down).log().neg()
             t_prev = sigmas[i - 1].log().neg()
             h = t_next - t
-            c2 = (t_prev - t_old) / h
-            phi1 = torch.expm1(-h) / -h
-            phi2 = (phi1 - 1.0) / -h
-            b1 = torch.nan_to_num(phi1 - phi2 / c2, nan=0.0)
-            b2 = torch.nan_to_num(phi2 / c2, nan=0.0)
+            b1, b2 = res_multistep_weights(h, (t_prev - t_old) / h)
             x = h.neg().exp() * x + h * (b1 * denoised + b2 * old_denoised)
         if sigmas[i + 1] > 0:
             x = x + noise_sampler(sigmas[i], sigmas[i + 1]) * s_noise * sigma_up

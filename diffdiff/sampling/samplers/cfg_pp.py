@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import torch
 
+from .ancestral import dpmpp_2s_rf_step, dpmpp_2s_step
 from .common import (
     get_ancestral_step,
     is_flow,
     model_sampling_of,
     report,
+    res_multistep_weights,
     rf_ancestral_step,
-    rf_midpoint_sigma,
     sigma_to_half_log_snr,
     to_d,
 )
@@ -41,6 +42,11 @@ def denoise_with_uncond(model, x, sigma, extra_args):
     if out.shape[1] == 2 * channels:
         return out[:, :channels], out[:, channels:]
     return out, out
+
+
+def _uncond_at(model, s_in, extra_args):
+    """The unconditional x0 as a function of (x, sigma): the midpoint call of the (2S) steps."""
+    return lambda x, sigma: denoise_with_uncond(model, x, sigma * s_in, extra_args)[1]
 
 
 @torch.no_grad()
@@ -120,12 +126,7 @@ def sample_dpmpp_2s_ancestral_cfg_pp(model, x, sigmas, extra_args=None, callback
         if sigma_down == 0:
             x = x + to_d(x, sigmas[i], uncond) * (sigma_down - sigmas[i])
         else:
-            t, t_next = sigmas[i].log().neg(), torch.as_tensor(sigma_down).log().neg()
-            h = t_next - t
-            s = t + h / 2
-            x_2 = (s.neg().exp() / t.neg().exp()) * x - (-h / 2).expm1() * uncond
-            _, uncond_2 = denoise_with_uncond(model, x_2, s.neg().exp() * s_in, extra_args)
-            x = (t_next.neg().exp() / t.neg().exp()) * x - (-h).expm1() * uncond_2
+            x = dpmpp_2s_step(x, sigmas[i], sigma_down, uncond, _uncond_at(model, s_in, extra_args))
         if sigmas[i + 1] > 0:
             x = x + noise_sampler(sigmas[i], sigmas[i + 1]) * s_noise * sigma_up
         x = x + guidance
@@ -145,23 +146,11 @@ def _dpmpp_2s_ancestral_cfg_pp_rf(model, x, sigmas, extra_args, noise_sampler, c
         if sigmas[i + 1] == 0:
             x = x + to_d(x, sigmas[i], uncond) * (sigma_down - sigmas[i])
         else:
-            sigma_s = rf_midpoint_sigma(sigmas[i], sigma_down)
-            ratio_s = sigma_s / sigmas[i]
-            u = ratio_s * x + (1 - ratio_s) * uncond
-            _, uncond_2 = denoise_with_uncond(model, u, sigma_s * s_in, extra_args)
-            ratio_down = sigma_down / sigmas[i]
-            x = ratio_down * x + (1 - ratio_down) * uncond_2
+            x = dpmpp_2s_rf_step(x, sigmas[i], sigma_down, uncond, _uncond_at(model, s_in, extra_args))
         if sigmas[i + 1] > 0 and eta > 0:
             x = alpha_ratio * x + noise_sampler(sigmas[i], sigmas[i + 1]) * s_noise * renoise
         x = x + (1 - sigmas[i + 1]) * guidance
     return x
-
-
-def _res_weights(h, c2):
-    """RES second-order weights (b1, b2) for a step of length h in t = -log(sigma), history ratio c2."""
-    phi1 = torch.expm1(-h) / -h
-    phi2 = (phi1 - 1.0) / -h
-    return torch.nan_to_num(phi1 - phi2 / c2, nan=0.0), torch.nan_to_num(phi2 / c2, nan=0.0)
 
 
 def _res_multistep_cfg_pp(model, x, sigmas, extra_args, callback, noise_sampler, s_noise, eta):
@@ -181,7 +170,7 @@ def _res_multistep_cfg_pp(model, x, sigmas, extra_args, callback, noise_sampler,
             t, t_next = sigmas[i].log().neg(), torch.as_tensor(sigma_down).log().neg()
             t_old = torch.as_tensor(old_sigma_down).log().neg()
             h = t_next - t
-            b1, b2 = _res_weights(h, (sigmas[i - 1].log().neg() - t_old) / h)
+            b1, b2 = res_multistep_weights(h, (sigmas[i - 1].log().neg() - t_old) / h)
             x = x + (denoised - uncond)
             x = h.neg().exp() * x + h * (b1 * uncond + b2 * old_uncond)
         if sigmas[i + 1] > 0:

@@ -67,6 +67,14 @@ def rf_midpoint_sigma(sigma, sigma_down):
     return 1 / ((lam + (lam_down - lam) / 2).exp() + 1)
 
 
+def res_multistep_weights(h, c2):
+    """RES second-order multistep weights (b1, b2) for a step of length h in t = −log σ, with c2 the previous
+    step's length over h (Zhang et al., arXiv 2308.02157); 0 where h = 0 makes them 0/0."""
+    phi1 = torch.expm1(-h) / -h
+    phi2 = (phi1 - 1.0) / -h
+    return torch.nan_to_num(phi1 - phi2 / c2, nan=0.0), torch.nan_to_num(phi2 / c2, nan=0.0)
+
+
 def model_sampling_of(model):
     """The `ModelSampling` a denoiser exposes, or None (then samplers behave as for EPS/VE)."""
     return getattr(model, "model_sampling", None)

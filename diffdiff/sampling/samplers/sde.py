@@ -171,6 +171,13 @@ def sample_dpmpp_3m_sde(model, x, sigmas, extra_args=None, callback=None, disabl
     return x
 
 
+def carry_seeds_noise(previous, noise_sampler, sigma_a, sigma_b, segment):
+    """Carry SEEDS' correlated noise over one sub-interval: decay the old part by e^{segment} and add fresh
+    noise of std sqrt(1 - e^{2 segment}) (segment <= 0), so the sum stays unit-variance."""
+    noise = previous * segment.exp()
+    return noise + segment.mul(2).expm1().neg().sqrt() * noise_sampler(sigma_a, sigma_b)
+
+
 @torch.no_grad()
 def sample_seeds_2(model, x, sigmas, extra_args=None, callback=None, disable=None, noise_sampler=None,
                    eta=1.0, s_noise=1.0, r=0.5, solver_type="phi_1"):
@@ -213,10 +220,8 @@ def sample_seeds_2(model, x, sigmas, extra_args=None, callback=None, disable=Non
             b1 = ei_h_phi_1(-h_eta) - b2
             x = decay - alpha_t * (b1 * denoised + b2 * denoised_2)
         if inject_noise:
-            segment = (r - 1) * h * eta
-            sde_noise = sde_noise * segment.exp()
-            fresh = noise_sampler(sigma_s_1, sigmas[i + 1])
-            sde_noise = sde_noise + segment.mul(2).expm1().neg().sqrt() * fresh
+            sde_noise = carry_seeds_noise(sde_noise, noise_sampler, sigma_s_1, sigmas[i + 1],
+                                          (r - 1) * h * eta)
             x = x + sde_noise * sigmas[i + 1] * s_noise
     return x
 

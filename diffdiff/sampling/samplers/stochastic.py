@@ -22,6 +22,7 @@ from .common import (
 )
 from .noise import independent_noise_source
 from .sa_solver import adams_weights, tau_window
+from .sde import carry_seeds_noise
 
 ER_SDE_POINTS = 200  # the Riemann sum ComfyUI uses for ER-SDE's stage-2/3 integrals
 
@@ -80,13 +81,6 @@ def sample_er_sde(model, x, sigmas, extra_args=None, callback=None, disable=None
     return x
 
 
-def _segment_noise(previous, noise_sampler, sigma_a, sigma_b, segment):
-    """Carry SEEDS' correlated noise over one sub-interval: decay the old part by e^{segment} and add fresh
-    noise of std sqrt(1 - e^{2 segment}) (segment <= 0), so the sum stays unit-variance."""
-    noise = previous * segment.exp()
-    return noise + segment.mul(2).expm1().neg().sqrt() * noise_sampler(sigma_a, sigma_b)
-
-
 @torch.no_grad()
 def sample_seeds_3(model, x, sigmas, extra_args=None, callback=None, disable=None, noise_sampler=None,
                    eta=1.0, s_noise=1.0, r_1=1.0 / 3, r_2=2.0 / 3):
@@ -123,7 +117,7 @@ def sample_seeds_3(model, x, sigmas, extra_args=None, callback=None, disable=Non
         a_1 = ei_h_phi_1(-r_2 * h_eta) - a_2
         x_3 = sigma_2 / sigmas[i] * (-r_2 * h * eta).exp() * x - alpha_2 * (a_1 * denoised + a_2 * denoised_2)
         if inject_noise:
-            noise = _segment_noise(noise, noise_sampler, sigma_1, sigma_2, (r_1 - r_2) * h * eta)
+            noise = carry_seeds_noise(noise, noise_sampler, sigma_1, sigma_2, (r_1 - r_2) * h * eta)
             x_3 = x_3 + noise * sigma_2 * s_noise
         denoised_3 = model(x_3, sigma_2 * s_in, **extra_args)
 
@@ -131,7 +125,7 @@ def sample_seeds_3(model, x, sigmas, extra_args=None, callback=None, disable=Non
         b_1 = ei_h_phi_1(-h_eta) - b_3
         x = sigmas[i + 1] / sigmas[i] * (-h * eta).exp() * x - alpha_t * (b_1 * denoised + b_3 * denoised_3)
         if inject_noise:
-            noise = _segment_noise(noise, noise_sampler, sigma_2, sigmas[i + 1], (r_2 - 1) * h * eta)
+            noise = carry_seeds_noise(noise, noise_sampler, sigma_2, sigmas[i + 1], (r_2 - 1) * h * eta)
             x = x + noise * sigmas[i + 1] * s_noise
     return x
 
