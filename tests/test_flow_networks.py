@@ -72,6 +72,12 @@ def test_flux_adapter_calls_the_transformer_as_the_pipeline_does(networks):
     torch.testing.assert_close(ours, expected, rtol=0, atol=0)
 
 
+def test_a_flux_network_that_embeds_guidance_needs_a_scale(networks):
+    with pytest.raises(ValueError, match="guidance"):
+        FluxNetwork(networks["flux"])
+    assert FluxNetwork(TokenwiseFlux()).guidance is None  # one that embeds none (as schnell) needs none
+
+
 def test_z_image_adapter_reads_time_as_one_minus_sigma_and_negates(networks):
     transformer = networks["z-image"]
     x = torch.randn(2, 16, 4, 6)
@@ -100,7 +106,7 @@ def test_a_map_on_one_token_block_changes_exactly_that_block(networks):
     """A map of 1 on one 16×16-pixel block (2×2 latent cells: one packed token) changes every latent value of
     that block through the packed Flux path, and nothing else."""
     ms = model_sampling("flux-schnell")
-    network = ParametrisedNetwork(FluxNetwork(networks["flux"]), ms)
+    network = ParametrisedNetwork(FluxNetwork(networks["flux"], guidance=3.5), ms)
     context, pooled = torch.randn(1, 5, 128), torch.randn(1, 64)
 
     def denoiser(x, sigma, **unused):

@@ -134,13 +134,16 @@ class SD3Network(PooledTextNetwork):
 
 
 class FluxNetwork(PooledTextNetwork):
-    """A diffusers FluxTransformer2DModel (dev, schnell, Fill); `guidance` is the distilled guidance scale
-    (used when the network embeds one); `concat` is Flux Fill's inpainting input (see `fill_inputs`)."""
+    """A diffusers FluxTransformer2DModel (dev, schnell, Fill); `guidance` is the distilled guidance scale,
+    required when the network embeds one (the family table holds each family's default); `concat` is Flux
+    Fill's inpainting input (see `fill_inputs`)."""
 
     def __init__(self, transformer, guidance: float | None = None):
         super().__init__(transformer)
-        self.guidance = guidance
         self.embeds_guidance = bool(getattr(transformer.config, "guidance_embeds", False))
+        if self.embeds_guidance and guidance is None:
+            raise ValueError("this Flux transformer embeds a distilled guidance scale; give `guidance`")
+        self.guidance = guidance
 
     def _run(self, model_input, timestep, concat, context, pooled_projections):
         height, width = model_input.shape[-2:]
@@ -152,8 +155,7 @@ class FluxNetwork(PooledTextNetwork):
         batch, device, dtype = padded.shape[0], padded.device, padded.dtype
         guidance = None
         if self.embeds_guidance:
-            scale = 3.5 if self.guidance is None else self.guidance
-            guidance = torch.full((batch,), float(scale), device=device, dtype=dtype)
+            guidance = torch.full((batch,), float(self.guidance), device=device, dtype=dtype)
         tokens = self.module(
             hidden_states=pack_latents(padded, self.patch), timestep=timestep, guidance=guidance,
             pooled_projections=pooled_projections, encoder_hidden_states=context,
